@@ -1,0 +1,66 @@
+"""Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point.
+
+The connection type's form is declared here once (the YAML-style ``conn-fields`` and ``ui-field-behaviour`` that
+Airflow 3.2+ reads without importing the hook); ``PhotaHook``'s legacy classmethods are generated from the same
+dict, so the two can never disagree. Importing this module imports nothing else.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import airflow_provider_phota
+
+_MODULE = "airflow_provider_phota"
+INTEGRATION = "Phota"
+
+
+def _int_field(label: str, default: int | float, description: str) -> dict[str, Any]:
+    kind = "integer" if isinstance(default, int) else "number"
+    return {"label": label, "schema": {"type": [kind, "null"], "default": default}, "description": description}
+
+
+def connection_type_info() -> dict[str, Any]:
+    """The ``phota`` connection type: API key as password, API origin as host, tuning knobs as extras."""
+    return {
+        "hook-class-name": f"{_MODULE}.hooks.phota.PhotaHook",
+        "hook-name": "Phota",
+        "connection-type": "phota",
+        "conn-fields": {
+            "timeout": _int_field("Read timeout (s)", 660, "Synchronous calls may run up to 600 s on the service."),
+            "connect_timeout": _int_field("Connect timeout (s)", 10, "Seconds to open a connection."),
+            "max_attempts": _int_field("Max attempts", 5, "Attempts per call for 429, 5xx and connection errors."),
+            "retry_wait": _int_field("Retry wait (s)", 1, "First backoff; doubles up to the max wait, with jitter."),
+            "retry_max_wait": _int_field("Retry max wait (s)", 30, "Longest backoff between attempts."),
+            "max_retry_after": _int_field("Max Retry-After (s)", 120, "Cap on a 429's Retry-After."),
+        },
+        "ui-field-behaviour": {
+            "hidden-fields": ["schema", "login"],
+            "relabeling": {"password": "API Key", "host": "Base URL"},
+            "placeholders": {
+                "host": "https://api.photalabs.com (or http://127.0.0.1:8089 for the local emulator)",
+                "password": "your Phota API key (X-API-Key)",
+                "port": "optional",
+            },
+        },
+    }
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "airflow-provider-phota",
+        "name": "Phota",
+        "description": "Phota image API: identity profiles, edit, generate, enhance and remix, with deferrable waits.",
+        "versions": [airflow_provider_phota.__version__],
+        "integrations": [{"integration-name": INTEGRATION, "external-doc-url": "https://docs.photalabs.com"}],
+        "hooks": [{"integration-name": INTEGRATION, "python-modules": [f"{_MODULE}.hooks.phota"]}],
+        "operators": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": [f"{_MODULE}.operators.profile", f"{_MODULE}.operators.images"],
+            }
+        ],
+        "sensors": [{"integration-name": INTEGRATION, "python-modules": [f"{_MODULE}.sensors.phota"]}],
+        "triggers": [{"integration-name": INTEGRATION, "python-modules": [f"{_MODULE}.triggers.phota"]}],
+        "connection-types": [connection_type_info()],
+    }

@@ -1,0 +1,346 @@
+"""PhotaHook: the one place that talks to the Phota API, synchronously (workers) and asynchronously (triggers).
+
+Requests are built and responses parsed by :mod:`airflow_provider_phota.contract`; this class adds the Airflow
+connection, client-side validation before any network call, the retry policy and typed results.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Mapping, Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_phota import contract
+from airflow_provider_phota._compat import BaseHook
+from airflow_provider_phota.contract import Endpoint, ImageResult, JobHandle, JobState, ProfileState, Violation
+from airflow_provider_phota.exceptions import (
+    PhotaError,
+    PhotaValidationError,
+    is_retryable,
+    surely_not_processed,
+)
+from airflow_provider_phota.hooks.retry import RetryPolicy
+from airflow_provider_phota.hooks.transport import ApiResponse, AsyncClient, ConnectionSettings, SyncClient, parsed
+
+if TYPE_CHECKING:
+    import requests
+    from airflow.sdk import ObjectStoragePath
+
+
+def _raise_if(violations: Sequence[Violation], context: str) -> None:
+    if violations:
+        raise PhotaValidationError(violations, context=context)
+
+
+def _check_id(name: str, value: Any) -> str:
+    if not isinstance(value, str) or not value.strip() or "/" in value:
+        _raise_if([Violation(name, f"{value!r} is not a valid id", "a non-empty string without '/'")], "")
+    return str(value)
+
+
+# Parsers from a transport answer to a typed result: the contract's parsers plus the request id where it matters.
+def _profile_ids(response: ApiResponse) -> list[str]:
+    return contract.parse_profile_ids(response.body)
+
+
+def _profile_id(response: ApiResponse) -> str:
+    return contract.parse_profile_id(response.body)
+
+
+def _profile_state(response: ApiResponse) -> ProfileState:
+    return contract.parse_profile_state(response.body)
+
+
+def _image_result(response: ApiResponse) -> ImageResult:
+    return contract.parse_image_result(response.body, request_id=response.request_id)
+
+
+def _job_handle(response: ApiResponse) -> JobHandle:
+    return contract.parse_job_handle(response.body)
+
+
+def _job_state(response: ApiResponse) -> JobState:
+    return contract.parse_job_state(response.body, request_id=response.request_id)
+
+
+def _webhook_secret(response: ApiResponse) -> str:
+    return contract.parse_webhook_secret(response.body)
+
+
+class PhotaHook(BaseHook):
+    """Interact with the Phota image API.
+
+    The connection keeps the API key as its password and the API origin as its host (empty means
+    ``https://api.photalabs.com``; ``http://127.0.0.1:8089`` points at a local emulator). Extras tune timeouts
+    (``timeout``, ``connect_timeout``) and retries (``max_attempts``, ``retry_wait``, ``retry_max_wait``,
+    ``max_retry_after``).
+
+    :param phota_conn_id: the Airflow connection to use.
+    :param timeout: read timeout in seconds for synchronous calls; overrides the connection's ``timeout`` extra.
+    :param retry_policy: overrides the default retry policy (connection extras still apply on top).
+    """
+
+    conn_name_attr = "phota_conn_id"
+    default_conn_name = "phota_default"
+    conn_type = "phota"
+    hook_name = "Phota"
+
+    def __init__(
+        self,
+        phota_conn_id: str = default_conn_name,
+        *,
+        timeout: float | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> None:
+        super().__init__()
+        self.phota_conn_id = phota_conn_id
+        self._timeout = timeout
+        self._retry_policy = retry_policy
+        self._async_client: AsyncClient | None = None
+
+    # --- connection form --------------------------------------------------------------------------------------
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form for UIs that read the hook (Airflow < 3.2); same source as the provider info."""
+        from airflow_provider_phota.get_provider_info import connection_type_info
+
+        behaviour = connection_type_info()["ui-field-behaviour"]
+        return {
+            "hidden_fields": list(behaviour["hidden-fields"]),
+            "relabeling": dict(behaviour["relabeling"]),
+            "placeholders": dict(behaviour["placeholders"]),
+        }
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        """wtforms widgets for the extras, generated from the same ``conn-fields`` the provider info declares."""
+        from airflow_provider_phota.get_provider_info import connection_type_info
+
+        try:
+            from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
+            from flask_babel import lazy_gettext
+            from wtforms import IntegerField, StringField
+            from wtforms.validators import Optional
+        except ImportError:  # Airflow 3 without the FAB UI: the YAML metadata is what the UI reads.
+            return {}
+        widgets: dict[str, Any] = {}
+        for name, spec in connection_type_info()["conn-fields"].items():
+            kind = IntegerField if "integer" in spec["schema"]["type"] else StringField
+            widgets[name] = kind(
+                lazy_gettext(spec["label"]),
+                widget=BS3TextFieldWidget(),
+                validators=[Optional()],
+                description=spec.get("description", ""),
+            )
+        return widgets
+
+    # --- settings and clients ---------------------------------------------------------------------------------
+
+    def _settings_from(self, conn: Any, extras: Mapping[str, Any]) -> ConnectionSettings:
+        return ConnectionSettings.from_connection(
+            host=conn.host,
+            port=conn.port,
+            password=conn.password,
+            extras=extras,
+            retry=self._retry_policy,
+            timeout=self._timeout,
+        )
+
+    @cached_property
+    def settings(self) -> ConnectionSettings:
+        conn = self.get_connection(self.phota_conn_id)
+        return self._settings_from(conn, conn.extra_dejson)
+
+    @cached_property
+    def client(self) -> SyncClient:
+        return SyncClient(self.settings, self.log)
+
+    def get_conn(self) -> requests.Session:
+        """The keep-alive ``requests.Session`` every synchronous call of this hook reuses."""
+        return self.client.session
+
+    def close(self) -> None:
+        if "client" in self.__dict__:
+            self.client.close()
+            del self.__dict__["client"]
+
+    def __enter__(self) -> PhotaHook:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def test_connection(self) -> tuple[bool, str]:
+        """One cheap authenticated call (``GET /profiles/ids``). The message never contains the key."""
+        try:
+            ids = self.list_profile_ids()
+        except PhotaError as error:
+            return False, f"Phota connection failed: {error}"
+        return True, f"Connected to {self.settings.base_url}: the account has {len(ids)} profile(s)."
+
+    # --- profiles ---------------------------------------------------------------------------------------------
+
+    def list_profile_ids(self, tag: str | None = None) -> list[str]:
+        _raise_if(contract.validate_tag(tag), "list_profile_ids")
+        return self.client.send(contract.list_profile_ids_request(tag), _profile_ids)
+
+    def create_profile(
+        self, image_urls: Sequence[str], *, tag: str | None = None, training_tier: str = "standard"
+    ) -> str:
+        """Create a profile and start its training; returns the profile id.
+
+        Retrying a create is where duplicates come from, so it is careful: with a ``tag``, an ambiguous failure
+        (500/502/504, dropped connection, timeout) is followed by a look at the tag's profiles, and a profile
+        that appeared since the first attempt is returned instead of creating another. Without a tag there is no
+        way to recognise our own profile, so only failures that surely did nothing (429, 503, connection refused)
+        are retried; an ambiguous one is raised.
+        """
+        body = contract.compact({"image_urls": image_urls, "tag": tag, "training_tier": training_tier})
+        _raise_if(contract.validate_create_profile(body), "create_profile")
+        request = contract.create_profile_request(image_urls, tag=tag, training_tier=training_tier)
+        if tag is None:
+            retry_if = lambda error: is_retryable(error) and surely_not_processed(error)  # noqa: E731
+            return self.client.send(request, _profile_id, retry_if)
+
+        existing = set(self.list_profile_ids(tag))
+        last_error: BaseException | None = None
+        for attempt in self.settings.retry.retrying(self.log):
+            with attempt:
+                if last_error is not None and not surely_not_processed(last_error):
+                    created = [pid for pid in self.list_profile_ids(tag) if pid not in existing]
+                    if created:
+                        self.log.warning("An earlier attempt created profile %s (tag %r); using it", created[-1], tag)
+                        return created[-1]
+                try:
+                    return parsed(request, self.client.send_once(request), _profile_id)
+                except BaseException as error:
+                    last_error = error
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def get_profile_status(self, profile_id: str) -> ProfileState:
+        request = contract.profile_status_request(_check_id("profile_id", profile_id))
+        return self.client.send(request, _profile_state)
+
+    def get_profile_picture(self, profile_id: str) -> bytes:
+        request = contract.profile_picture_request(_check_id("profile_id", profile_id))
+        return bytes(self.client.send(request).body)
+
+    def delete_profile(self, profile_id: str) -> None:
+        self.client.send(contract.delete_profile_request(_check_id("profile_id", profile_id)))
+
+    # --- images -----------------------------------------------------------------------------------------------
+
+    def edit(self, prompt: str, images: Sequence[str], **options: Any) -> ImageResult:
+        """Edit 1-10 images (base64 or URLs) with a prompt. ``options`` are the API's fields, e.g. ``resolution``."""
+        return self.run_image(Endpoint.EDIT, {"prompt": prompt, "images": list(images), **options})
+
+    def generate(self, prompt: str, **options: Any) -> ImageResult:
+        return self.run_image(Endpoint.GENERATE, {"prompt": prompt, **options})
+
+    def enhance(self, image: str, **options: Any) -> ImageResult:
+        return self.run_image(Endpoint.ENHANCE, {"image": image, **options})
+
+    def remix(self, input_image: str, reference_image: str, **options: Any) -> ImageResult:
+        return self.run_image(Endpoint.REMIX, {"input_image": input_image, "reference_image": reference_image,
+                                               **options})  # fmt: skip
+
+    @staticmethod
+    def validate_image_options(endpoint: Endpoint | str, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The request body for ``options``, or a :class:`PhotaValidationError` naming every bad field."""
+        body = contract.compact(options)
+        _raise_if(contract.validate_image_request(endpoint, body), f"/{Endpoint(endpoint).value}")
+        return body
+
+    def run_image(self, endpoint: Endpoint | str, options: Mapping[str, Any]) -> ImageResult:
+        """A synchronous image request. Use :meth:`submit_job` for the API's async mode."""
+        async_fields = sorted(contract.ASYNC_FIELDS & {k for k, v in options.items() if v is not None})
+        if async_fields:
+            _raise_if([Violation(name, "belongs to async mode", "use submit_job()") for name in async_fields], "")
+        body = self.validate_image_options(endpoint, options)
+        return self.client.send(contract.image_request(endpoint, body), _image_result)
+
+    def submit_job(
+        self,
+        endpoint: Endpoint | str,
+        options: Mapping[str, Any],
+        *,
+        client_request_id: str,
+        callback_url: str | None = None,
+    ) -> JobHandle:
+        """Submit an async job (202). Resubmitting the same ``client_request_id`` returns the original job, so
+        this is retried freely: a retry can never create a second job or a second charge."""
+        body = contract.job_body(endpoint, options, client_request_id=client_request_id, callback_url=callback_url)
+        body = self.validate_image_options(endpoint, body)
+        return self.client.send(contract.image_request(endpoint, body), _job_handle)
+
+    def get_job(self, job_id: str) -> JobState:
+        return self.client.send(contract.job_request(_check_id("job_id", job_id)), _job_state)
+
+    def wait_for_job(self, job_id: str, *, poll_interval: float = 5.0, timeout: float | None = None) -> JobState:
+        """Poll a job from the worker until it is terminal; status changes are logged with the elapsed time."""
+        started = time.monotonic()
+        last_status = None
+        while True:
+            state = self.get_job(job_id)
+            elapsed = time.monotonic() - started
+            if state.status != last_status:
+                self.log.info("Phota job %s is %s after %.0f s", job_id, state.status, elapsed)
+                last_status = state.status
+            if state.is_terminal:
+                return state
+            if timeout is not None and elapsed + poll_interval > timeout:
+                raise TimeoutError(f"Phota job {job_id} still {state.status} after {elapsed:.0f} s")
+            time.sleep(poll_interval)
+
+    def download(self, url: str, destination: str | os.PathLike[str] | ObjectStoragePath) -> int:
+        """Stream a signed download URL to a file or storage path (atomically); returns the bytes written.
+
+        The body is streamed in 1 MiB chunks, so memory stays flat whatever the image size.
+        """
+        from airflow_provider_phota.storage import atomic_write, storage_path
+
+        if not contract.is_http_url(url):
+            _raise_if([Violation("url", f"{url!r} is not a download URL", "an http(s) URL")], "download")
+        with self.client.open_download(url) as response:
+            return atomic_write(storage_path(destination), response.iter_content(chunk_size=1024 * 1024))
+
+    def get_webhook_secret(self) -> str:
+        return self.client.send(contract.webhook_secret_request(), _webhook_secret)
+
+    def verify_callback(self, raw_body: bytes, signature: str | None, *, secret: str | None = None) -> bool:
+        """Check a callback's ``X-Phota-Signature`` (fetches the account's webhook secret unless given)."""
+        return contract.verify_callback_signature(secret or self.get_webhook_secret(), raw_body, signature)
+
+    # --- async (triggers) -------------------------------------------------------------------------------------
+
+    async def _aclient(self) -> AsyncClient:
+        """The async client. The connection is fetched with ``aget_connection``: a synchronous fetch inside the
+        triggerer's event loop crashes on Airflow 3."""
+        if self._async_client is None:
+            conn = await self.aget_connection(self.phota_conn_id)
+            aextras = getattr(conn, "aextra_dejson", None)
+            extras = await aextras() if aextras is not None else conn.extra_dejson
+            self._async_client = AsyncClient(self._settings_from(conn, extras), self.log)
+        return self._async_client
+
+    async def alist_profile_ids(self, tag: str | None = None) -> list[str]:
+        _raise_if(contract.validate_tag(tag), "list_profile_ids")
+        client = await self._aclient()
+        return await client.send(contract.list_profile_ids_request(tag), _profile_ids)
+
+    async def aget_profile_status(self, profile_id: str) -> ProfileState:
+        client = await self._aclient()
+        return await client.send(contract.profile_status_request(_check_id("profile_id", profile_id)), _profile_state)
+
+    async def aget_job(self, job_id: str) -> JobState:
+        client = await self._aclient()
+        return await client.send(contract.job_request(_check_id("job_id", job_id)), _job_state)
+
+    async def aclose(self) -> None:
+        """Release this hook's share of the event loop's HTTP session."""
+        if self._async_client is not None:
+            await self._async_client.aclose()

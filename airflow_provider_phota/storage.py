@@ -1,0 +1,74 @@
+"""Writing outputs to Airflow object storage, atomically.
+
+Outputs go through Airflow's ``ObjectStoragePath`` so that ``file://``, ``s3://conn_id@bucket/prefix`` and every
+other fsspec backend work the same way. A file is written under a hidden temporary name and renamed into place
+only once complete, so a crash or a failed download never leaves a half-written image at the final name (on
+object stores the rename is a server-side copy, still never a partial object).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import uuid
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from airflow.sdk import ObjectStoragePath
+
+PARTIAL_MARKER = ".partial-"
+
+
+def storage_path(location: str | os.PathLike[str] | ObjectStoragePath) -> ObjectStoragePath:
+    """An ``ObjectStoragePath`` for a URI, a local path, or a path object; local paths become absolute file URIs."""
+    from airflow.sdk import ObjectStoragePath
+
+    if isinstance(location, ObjectStoragePath):
+        return location
+    text = os.fspath(location)
+    if "://" not in text:
+        text = "file://" + os.path.abspath(os.path.expanduser(text))
+    return ObjectStoragePath(text)
+
+
+def validate_storage_uri(field: str, location: object) -> str | None:
+    """A message naming ``field`` when ``location`` cannot be an output location; ``None`` when it can."""
+    if not isinstance(location, str | os.PathLike) or not os.fspath(location).strip():
+        allowed = "a local path or a URI such as file:///data/out or s3://conn@bucket/prefix"
+        return f"{field}: {location!r} is not a storage location (allowed: {allowed})"
+    text = os.fspath(location)
+    if "://" in text:
+        scheme, _, rest = text.partition("://")
+        if not scheme.replace("+", "").replace("-", "").isalnum() or not rest.strip("/"):
+            return f"{field}: {text!r} is not a valid URI (allowed: scheme://[conn_id@]bucket/prefix)"
+        from airflow.sdk.io.fs import has_fs
+        from fsspec.registry import known_implementations
+
+        if scheme not in known_implementations and not has_fs(scheme):
+            return f"{field}: unknown storage scheme {scheme!r} (allowed: file, s3, gs, abfs, ... any fsspec protocol)"
+    return None
+
+
+def atomic_write(destination: ObjectStoragePath, chunks: Iterable[bytes]) -> int:
+    """Write ``chunks`` to ``destination`` via a temporary sibling and a rename; returns the bytes written."""
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.parent / f".{destination.name}{PARTIAL_MARKER}{uuid.uuid4().hex[:12]}"
+    written = 0
+    try:
+        with partial.open("wb") as handle:  # type: ignore[no-untyped-call]
+            for chunk in chunks:
+                handle.write(chunk)
+                written += len(chunk)
+        partial.rename(destination)
+    except BaseException:
+        with contextlib.suppress(Exception):  # keep the original error, not a cleanup one
+            partial.unlink(missing_ok=True)
+        raise
+    return written
+
+
+def uri_of(path: ObjectStoragePath) -> str:
+    """The URI to hand to XCom and downstream tasks (``file:///...`` for local paths)."""
+    text = str(path)
+    return text if "://" in text else "file://" + text

@@ -1,0 +1,28 @@
+"""Testing helpers: a local emulator of the Phota API and a pytest plugin.
+
+The emulator (aiohttp + Pillow) is imported lazily, so importing this package, or the pytest plugin that pytest
+loads for everyone who installs the provider, stays cheap.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from airflow_provider_phota.testing.emulator import (
+        CallbackDelivery,
+        Charge,
+        Download,
+        PhotaEmulator,
+        RecordedRequest,
+    )
+
+__all__ = ["CallbackDelivery", "Charge", "Download", "PhotaEmulator", "RecordedRequest"]
+
+
+def __getattr__(name: str) -> Any:
+    if name in __all__:
+        from airflow_provider_phota.testing import emulator
+
+        return getattr(emulator, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
