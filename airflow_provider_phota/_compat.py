@@ -15,6 +15,7 @@ from airflow.sdk import (
     Context,
     Metadata,
     ObjectStoragePath,
+    PokeReturnValue,
     conf,
 )
 from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException, TaskDeferred
@@ -39,6 +40,7 @@ __all__ = [
     "Context",
     "Metadata",
     "ObjectStoragePath",
+    "PokeReturnValue",
     "TaskDeferred",
     "TriggerEvent",
     "conf",

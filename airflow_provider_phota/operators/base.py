@@ -1,0 +1,64 @@
+"""What every Phota operator (and the sensor) shares: the hook, the error mapping, and asset-event metadata.
+
+Import cost matters here: DAG files import operators at parse time, so the hook (requests, tenacity) and the
+triggers (aiohttp) are imported only when a task runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_phota._compat import AirflowFailException, Asset, Context
+from airflow_provider_phota.events import EVENT_STATUSES
+
+if TYPE_CHECKING:
+    from airflow_provider_phota.hooks.phota import PhotaHook
+
+DEFAULT_CONN_ID = "phota_default"
+
+
+class PhotaHookMixin:
+    """Gives an operator or sensor a lazily built :class:`PhotaHook` for ``self.phota_conn_id``."""
+
+    phota_conn_id: str
+
+    @cached_property
+    def hook(self) -> PhotaHook:
+        from airflow_provider_phota.hooks.phota import PhotaHook
+
+        return PhotaHook(self.phota_conn_id)
+
+
+@contextmanager
+def fail_fast_on_permanent_errors() -> Iterator[None]:
+    """Turn errors that no retry can fix (bad input, moderation, auth, credit, not found) into
+    ``AirflowFailException``, so Airflow does not burn its task retries on them. Retryable errors pass through."""
+    from airflow_provider_phota.exceptions import PhotaError
+
+    try:
+        yield
+    except PhotaError as error:
+        if not error.retry_task:
+            raise AirflowFailException(str(error)) from error
+        raise
+
+
+def validate_event(event: Any, task: str) -> Mapping[str, Any]:
+    """A trigger event is a dict with a known ``status``; anything else is a bug worth failing loudly on."""
+    if not isinstance(event, Mapping) or event.get("status") not in EVENT_STATUSES:
+        raise AirflowFailException(f"{task} resumed with an unexpected trigger event: {event!r}")
+    return event
+
+
+def record_asset_events(context: Context, outlets: list[Any], extra: Mapping[str, Any]) -> None:
+    """Attach ``extra`` (output URIs, counts) to the asset events of this task's Asset outlets, so a publish DAG
+    scheduled on the asset knows what arrived."""
+    assets = [outlet for outlet in outlets if isinstance(outlet, Asset)]
+    if not assets:
+        return
+    events = context["outlet_events"]
+    for asset in assets:
+        events[asset].extra.update(dict(extra))
