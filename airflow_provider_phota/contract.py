@@ -273,7 +273,7 @@ def validate_create_profile(body: Mapping[str, Any]) -> list[Violation]:
         problems.append(
             Violation("image_urls", f"{len(urls)} images given", f"{schema_low} to {schema_high} image URLs")
         )
-    elif tier in TRAINING_TIER_IMAGE_COUNTS:
+    elif isinstance(tier, str) and tier in TRAINING_TIER_IMAGE_COUNTS:
         low, high = TRAINING_TIER_IMAGE_COUNTS[tier]
         if not low <= len(urls) <= high:
             problems.append(
@@ -328,7 +328,7 @@ def validate_image_request(endpoint: Endpoint | str, body: Mapping[str, Any]) ->
 def _check_model_combination(body: Mapping[str, Any]) -> list[Violation]:
     """D11: an unknown model is a 422; a known model with an unsupported resolution or quality is a 400."""
     model = body.get("base_model")
-    if model is not None and model not in BASE_MODEL_RESOLUTIONS:
+    if model is not None and (not isinstance(model, str) or model not in BASE_MODEL_RESOLUTIONS):
         return [Violation("base_model", f"{model!r} is not a known model", _choices(BASE_MODELS))]
     model = model or DEFAULT_BASE_MODEL
     problems = []

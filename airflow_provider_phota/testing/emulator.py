@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import MappingProxyType
@@ -634,19 +634,24 @@ class EmulatorApp:
         status = 0
         try:
             fault: Fault | None = None
+            response: web.StreamResponse
             try:
                 self._check_route(request)
                 self._authenticate(request)
                 fault = self.state.take_fault(request.method, request.path)
                 if fault is not None and fault.delay:
                     await asyncio.sleep(fault.delay)
-                if fault is not None and not fault.after and (fault.status or fault.drop or fault.malformed):
+                answers = fault is not None and bool(fault.status or fault.drop or fault.malformed)
+                if fault is not None and answers and not fault.after:
                     response = self._fault_response(fault, request_id)
                 else:
-                    request[BODY] = self._decode_json(raw) if request.method == "POST" else None
-                    response = await handler(request)
-                    if fault is not None and fault.after:
-                        await self._refund_on_timeout(fault, request_id)
+                    try:
+                        request[BODY] = self._decode_json(raw) if request.method == "POST" else None
+                        response = await handler(request)
+                    except (ApiError, RequestInvalid) as error:
+                        response = _error_response(error, request_id)
+                    if fault is not None and answers:  # after=True: the work is done, the answer is lost
+                        self._refund_on_timeout(fault, request_id)
                         response = self._fault_response(fault, request_id)
             except (ApiError, RequestInvalid) as error:
                 response = _error_response(error, request_id)
@@ -655,7 +660,7 @@ class EmulatorApp:
         except _DropConnection:
             if request.transport is not None:
                 request.transport.abort()
-            raise
+            return web.Response(status=499)  # never reaches the client: the socket is already closed
         finally:
             self.state.record(
                 RecordedRequest(
@@ -707,7 +712,7 @@ class EmulatorApp:
         detail = f"Injected fault: HTTP {status}"
         return _error_response(ApiError(status, detail, FAULT_TYPES[status], headers=headers), request_id)
 
-    async def _refund_on_timeout(self, fault: Fault, request_id: str) -> None:
+    def _refund_on_timeout(self, fault: Fault, request_id: str) -> None:
         """RN-0.7: a synchronous call cut at the time limit (504) is refunded; only its own charges are."""
         if fault.status != 504:
             return
@@ -731,7 +736,8 @@ class EmulatorApp:
         try:
             body = json.loads(raw)
         except ValueError as error:
-            raise RequestInvalid([{"loc": ["body"], "msg": f"JSON decode error: {error}", "type": "json_invalid"}]) from None
+            problem = {"loc": ["body"], "msg": f"JSON decode error: {error}", "type": "json_invalid"}
+            raise RequestInvalid([problem]) from None
         if not isinstance(body, dict):
             raise RequestInvalid([{"loc": ["body"], "msg": "Input should be a valid dictionary", "type": "dict_type"}])
         return body
@@ -785,7 +791,8 @@ class EmulatorApp:
         tag = request.query.get("tag")
         problems = contract.validate_tag(tag)
         if problems:
-            raise RequestInvalid([{"loc": ["query", "tag"], "msg": p.describe(), "type": "value_error"} for p in problems])
+            items = [{"loc": ["query", "tag"], "msg": v.describe(), "type": "value_error"} for v in problems]
+            raise RequestInvalid(items)
         with self.state.lock:
             ids = [p.profile_id for p in self.state.profiles.values() if tag is None or p.tag == tag]
         return web.json_response({"profiles": ids})
@@ -860,9 +867,10 @@ class EmulatorApp:
     @staticmethod
     def _price(endpoint: Endpoint, body: Mapping[str, Any], subjects: Mapping[str, int], ref: str) -> Charge:
         count = int(body.get("num_output_images") or 1)
-        plain, identity = FIXED_ENDPOINT_PRICES_USD.get(endpoint) or MODEL_PRICES_USD[
-            body.get("base_model") or contract.DEFAULT_BASE_MODEL
-        ]
+        plain, identity = (
+            FIXED_ENDPOINT_PRICES_USD.get(endpoint)
+            or MODEL_PRICES_USD[body.get("base_model") or contract.DEFAULT_BASE_MODEL]
+        )
         with_identity = count if subjects else 0
         amount = round((count - with_identity) * plain + with_identity * identity, 6)
         return Charge("images", f"/{endpoint.value}", count, amount, ref, with_identity)
@@ -923,7 +931,9 @@ class EmulatorApp:
 
     # -- async jobs -----------------------------------------------------------------------------------------------
 
-    def _submit_job(self, endpoint: Endpoint, body: dict[str, Any], subjects: dict[str, int], job_id: str) -> web.Response:
+    def _submit_job(
+        self, endpoint: Endpoint, body: dict[str, Any], subjects: dict[str, int], job_id: str
+    ) -> web.Response:
         client_request_id = body.get("client_request_id")
         job = _Job(
             job_id=job_id,
@@ -994,7 +1004,8 @@ class EmulatorApp:
         """D6: POST the D2 body, signed with the webhook secret. Only loopback receivers are called."""
         url = cast(str, job.callback_url)
         raw = json.dumps(self.state.job_body(job)).encode()
-        headers = {"Content-Type": "application/json", contract.SIGNATURE_HEADER: contract.sign_callback(self.state.webhook_secret, raw)}
+        signature = contract.sign_callback(self.state.webhook_secret, raw)
+        headers = {"Content-Type": "application/json", contract.SIGNATURE_HEADER: signature}
         status: int | None = None
         error: str | None = None
         if not _is_loopback_url(url):
@@ -1176,7 +1187,7 @@ class PhotaEmulator:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, backlog=1024, reuse_address=True)
         await site.start()
-        server = cast(asyncio.base_events.Server, site._server)  # noqa: SLF001 - the only way to read the bound port
+        server = cast(asyncio.base_events.Server, site._server)  # the only way to read the bound port
         self.port = server.sockets[0].getsockname()[1]
         host = f"[{self.host}]" if ":" in self.host else self.host
         self._app.base_url = f"http://{host}:{self.port}"
@@ -1307,9 +1318,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--api-key", default="test-key")
     parser.add_argument("--training-seconds", type=float, default=20.0)
     parser.add_argument("--job-seconds", type=float, default=5.0)
-    parser.add_argument(
-        "--realistic", action="store_true", help="real-world timings: training 1200 s, jobs 60 s"
-    )
+    parser.add_argument("--realistic", action="store_true", help="real-world timings: training 1200 s, jobs 60 s")
     parser.add_argument(
         "--deliver-callbacks-over-http",
         action="store_true",
