@@ -6,6 +6,7 @@ triggers (aiohttp) are imported only when a task runs.
 
 from __future__ import annotations
 
+import ast
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from functools import cached_property
@@ -44,6 +45,26 @@ def fail_fast_on_permanent_errors() -> Iterator[None]:
         if not error.retry_task:
             raise AirflowFailException(str(error)) from error
         raise
+
+
+def parse_list_argument(value: Any, *, split: bool = True) -> Any:
+    """A list from a list, or from the string a template rendered: a JSON/Python list literal, or (with
+    ``split``) items one per line or comma; without ``split`` a plain string is one item (base64 may contain
+    newlines). So ``image_urls="{{ ti.xcom_pull('ingest') }}"`` works without native rendering. Anything else is
+    returned as it is, for validation to name."""
+    if not isinstance(value, str):
+        return list(value) if isinstance(value, list | tuple) else value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            parsed = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            parsed = None
+        if isinstance(parsed, list | tuple):
+            return [str(item) for item in parsed]
+    if not split:
+        return [value]
+    return [part.strip() for part in text.replace(",", "\n").splitlines() if part.strip()]
 
 
 def validate_event(event: Any, task: str) -> Mapping[str, Any]:

@@ -35,6 +35,7 @@ from airflow_provider_phota.operators.base import (
     DEFAULT_CONN_ID,
     PhotaHookMixin,
     fail_fast_on_permanent_errors,
+    parse_list_argument,
     record_asset_events,
     validate_event,
 )
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
 MODES = ("async", "sync")
+LIST_FIELDS = frozenset({"images", "profile_ids"})  # may arrive as a rendered string from a template
 URL_LIFETIME_WARNING = "Download URLs expire after 24 hours: copy the images before then, or set output_path."
 _BASE64_PATTERN = re.compile(r"[A-Za-z0-9+/\s]+={0,2}")
 _KEY_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -158,6 +160,9 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
         """The API fields this operator sends, read from its (rendered) attributes."""
         fields = contract.ENDPOINT_FIELDS[self.endpoint] - contract.ASYNC_FIELDS
         options = {name: getattr(self, name, None) for name in sorted(fields)}
+        for name in LIST_FIELDS & options.keys():
+            if options[name] is not None:
+                options[name] = parse_list_argument(options[name], split=name != "images")
         if self.mode == "sync":
             options["response_mode"] = self.response_mode or ("bytes" if self.output_path else "urls")
         else:

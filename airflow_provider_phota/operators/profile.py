@@ -9,7 +9,12 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_phota import contract
 from airflow_provider_phota._compat import AirflowException, BaseOperator, Context, default_deferrable
 from airflow_provider_phota.exceptions import PhotaValidationError
-from airflow_provider_phota.operators.base import DEFAULT_CONN_ID, PhotaHookMixin, fail_fast_on_permanent_errors
+from airflow_provider_phota.operators.base import (
+    DEFAULT_CONN_ID,
+    PhotaHookMixin,
+    fail_fast_on_permanent_errors,
+    parse_list_argument,
+)
 
 if TYPE_CHECKING:
     from airflow_provider_phota.hooks.phota import PhotaHook
@@ -75,9 +80,7 @@ class PhotaCreateProfileOperator(PhotaHookMixin, BaseOperator):
         self.phota_conn_id = phota_conn_id
 
     def _validated_urls(self) -> list[str]:
-        urls = self.image_urls
-        if isinstance(urls, str):  # a rendered template or an XCom that is one URL per line / a JSON list
-            urls = [line.strip() for line in urls.replace(",", "\n").splitlines() if line.strip()]
+        urls = parse_list_argument(self.image_urls)
         body = contract.compact({"image_urls": list(urls), "tag": self.tag, "training_tier": self.training_tier})
         violations = contract.validate_create_profile(body)
         if violations:

@@ -1,0 +1,79 @@
+"""Running the test DAGs under tests/dags with ``dag.test()`` and reading what Airflow recorded."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+DAGS = Path(__file__).parent / "dags"
+
+
+@cache
+def _dag_bag() -> Any:
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(str(DAGS))
+    assert not bag.import_errors, bag.import_errors
+    return bag
+
+
+def run_dag(dag_id: str, **conf: Any) -> Any:
+    """Run one DAG end to end in this process (tasks, deferrals and triggers inline); returns the DagRun."""
+    dag = _dag_bag().get_dag(dag_id)
+    assert dag is not None, f"no DAG {dag_id} in {DAGS}"
+    return dag.test(run_conf=conf)
+
+
+def task_states(dag_run: Any) -> dict[str, str]:
+    """``{task_id or task_id[map_index]: state}`` of a finished run."""
+    states = {}
+    for ti in dag_run.get_task_instances():
+        key = ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"
+        states[key] = str(ti.state.value if hasattr(ti.state, "value") else ti.state)
+    return states
+
+
+def try_numbers(dag_run: Any) -> dict[str, int]:
+    return {ti.task_id: ti.try_number for ti in dag_run.get_task_instances()}
+
+
+def xcom_rows(dag_run: Any) -> list[tuple[str, int, str, Any]]:
+    """Every XCom row of the run as ``(task_id, map_index, key, value)``, values decoded from the database."""
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(XComModel).filter(XComModel.dag_id == dag_run.dag_id, XComModel.run_id == dag_run.run_id)
+        return [(row.task_id, row.map_index, row.key, _decode(row.value)) for row in rows]
+
+
+def _decode(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except ValueError:  # a plain string stored as it is
+        return value
+
+
+def return_value(dag_run: Any, task_id: str, map_index: int = -1) -> Any:
+    for row_task, row_map, key, value in xcom_rows(dag_run):
+        if row_task == task_id and row_map == map_index and key == "return_value":
+            return value
+    raise AssertionError(f"no return_value XCom for {task_id}[{map_index}] in {xcom_rows(dag_run)}")
+
+
+def asset_event_extras(dag_run: Any, uri: str) -> list[dict[str, Any]]:
+    """The ``extra`` of each asset event the run emitted for the asset ``uri``."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = (
+            session.query(AssetEvent)
+            .join(AssetModel, AssetModel.id == AssetEvent.asset_id)
+            .filter(AssetModel.uri == uri, AssetEvent.source_run_id == dag_run.run_id)
+        )
+        return [dict(row.extra) for row in rows]

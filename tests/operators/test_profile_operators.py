@@ -1,0 +1,116 @@
+"""Profile operators in real Airflow tasks (dag.test()) against the emulator: reuse, retries, delete."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from dagrun_support import return_value, run_dag, task_states, try_numbers
+
+from airflow_provider_phota.hooks.phota import PhotaHook
+from airflow_provider_phota.operators.base import parse_list_argument
+from airflow_provider_phota.testing import PhotaEmulator
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+MAX_ATTEMPTS = 3
+FAST_URLS = [f"https://example.com/subject/{i}.jpg" for i in range(5)]
+STANDARD_URLS = [f"https://example.com/subject/{i}.jpg" for i in range(12)]
+
+
+@pytest.fixture
+def conn(phota_emulator: PhotaEmulator, monkeypatch: pytest.MonkeyPatch) -> PhotaEmulator:
+    extra = {"retry_wait": 0.01, "retry_max_wait": 0.05, "max_attempts": MAX_ATTEMPTS}
+    connection = {"conn_type": "phota", "host": phota_emulator.base_url, "password": phota_emulator.api_key}
+    monkeypatch.setenv("AIRFLOW_CONN_PHOTA_DEFAULT", json.dumps({**connection, "extra": extra}))
+    return phota_emulator
+
+
+def test_create_profile_defers_until_ready_and_returns_the_id(conn: PhotaEmulator) -> None:
+    dag_run = run_dag("op_create_profile", urls=FAST_URLS, tag="subject-a")
+
+    assert task_states(dag_run) == {"create": "success"}
+    profile_id = return_value(dag_run, "create")
+    assert conn.profile_status(profile_id) == "READY"
+    assert conn.profiles[profile_id].tag == "subject-a"
+    assert conn.profiles[profile_id].tier == "fast"
+    assert len(conn.charges("profile")) == 1
+    # The wait ran on the (inline) triggerer: status polls happened after the task deferred.
+    assert conn.requests_to("/v1/phota/profiles/*/status", "GET")
+
+
+def test_create_profile_reuses_a_training_profile_with_the_same_tag(conn: PhotaEmulator) -> None:
+    existing = PhotaHook().create_profile(FAST_URLS, tag="subject-b", training_tier="fast")
+    dag_run = run_dag("op_create_profile", urls=FAST_URLS, tag="subject-b")
+
+    assert return_value(dag_run, "create") == existing
+    assert len(conn.requests_to("/v1/phota/profiles/add", "POST")) == 1  # only the one made above
+    assert len(conn.charges("profile")) == 1
+
+
+def test_create_profile_does_not_reuse_a_failed_profile(conn: PhotaEmulator) -> None:
+    failed = PhotaHook().create_profile(FAST_URLS, tag="subject-c", training_tier="fast")
+    conn.set_profile_outcome(failed, "ERROR", "No detectable subject")
+    dag_run = run_dag("op_create_profile", urls=FAST_URLS, tag="subject-c")
+
+    fresh = return_value(dag_run, "create")
+    assert fresh != failed
+    assert conn.profile_status(fresh) == "READY"
+    assert len(conn.charges("profile")) == 2
+
+
+def test_retried_create_task_trains_one_profile(conn: PhotaEmulator) -> None:
+    # The first try creates the profile, then its wait loses the status endpoint to more server errors than the
+    # hook retries, and fails. Airflow's retry finds the profile by its tag instead of training another.
+    conn.inject_fault("/v1/phota/profiles/*/status", status=500, count=MAX_ATTEMPTS)
+    dag_run = run_dag("op_create_profile_retry", urls=STANDARD_URLS, tag="subject-d")
+
+    assert task_states(dag_run) == {"create": "success"}
+    assert try_numbers(dag_run) == {"create": 2}
+    assert len(conn.requests_to("/v1/phota/profiles/add", "POST")) == 1
+    assert list(conn.profiles) == [return_value(dag_run, "create")]
+    assert len(conn.charges("profile")) == 1
+
+
+def test_ambiguous_create_failure_is_recovered_by_tag(conn: PhotaEmulator) -> None:
+    # The service creates the profile but the answer is lost (500 after processing): the hook looks the tag up
+    # before resending, so there is still one profile.
+    conn.inject_fault("/v1/phota/profiles/add", status=500, after=True)
+    dag_run = run_dag("op_create_profile", urls=FAST_URLS, tag="subject-e")
+
+    assert task_states(dag_run) == {"create": "success"}
+    assert len(conn.profiles) == 1
+    assert len(conn.charges("profile")) == 1
+
+
+def test_invalid_training_set_fails_before_any_request(conn: PhotaEmulator) -> None:
+    dag_run = run_dag("op_create_profile_retry", urls=FAST_URLS[:3], tag="subject-f")
+
+    assert task_states(dag_run) == {"create": "failed"}
+    assert try_numbers(dag_run) == {"create": 1}
+    assert conn.requests == []
+
+
+def test_delete_profile_then_delete_again_is_a_success(conn: PhotaEmulator) -> None:
+    profile_id = PhotaHook().create_profile(FAST_URLS, training_tier="fast")
+
+    first = run_dag("op_delete_profile", profile_id=profile_id)
+    second = run_dag("op_delete_profile", profile_id=profile_id)
+
+    assert return_value(first, "delete") is True
+    assert profile_id not in conn.profiles
+    assert task_states(second) == {"delete": "success"}
+    assert return_value(second, "delete") is False
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (["a", "b"], ["a", "b"]),
+        ("['https://x/1.jpg', 'https://x/2.jpg']", ["https://x/1.jpg", "https://x/2.jpg"]),
+        ('["https://x/1.jpg"]', ["https://x/1.jpg"]),
+        ("https://x/1.jpg\nhttps://x/2.jpg", ["https://x/1.jpg", "https://x/2.jpg"]),
+        ("https://x/1.jpg, https://x/2.jpg", ["https://x/1.jpg", "https://x/2.jpg"]),
+    ],
+)
+def test_rendered_url_lists_are_parsed(value: object, expected: list[str]) -> None:
+    assert parse_list_argument(value) == expected
