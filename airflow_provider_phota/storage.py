@@ -72,3 +72,16 @@ def uri_of(path: ObjectStoragePath) -> str:
     """The URI to hand to XCom and downstream tasks (``file:///...`` for local paths)."""
     text = str(path)
     return text if "://" in text else "file://" + text
+
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".heic", ".heif")
+
+
+def public_image_urls(prefix: str | os.PathLike[str] | ObjectStoragePath, base_url: str) -> list[str]:
+    """URLs of the images under a storage folder or prefix, as served under ``base_url`` (a CDN or bucket website
+    in front of that prefix). Profile training takes public URLs, not storage paths; this bridges the two."""
+    from urllib.parse import quote
+
+    folder = storage_path(prefix)
+    names = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    return [base_url.rstrip("/") + "/" + quote(name) for name in names]

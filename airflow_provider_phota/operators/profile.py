@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_phota import contract
@@ -20,16 +20,19 @@ if TYPE_CHECKING:
     from airflow_provider_phota.hooks.phota import PhotaHook
 
 
-def find_reusable_profile(hook: PhotaHook, tag: str) -> tuple[str, str] | None:
-    """The newest profile of ``tag`` that is training or READY, as ``(profile_id, status)``.
-
-    A profile that ended in ERROR or INACTIVE is not reused: paying again is the point of running again then.
-    """
+def latest_profile(hook: PhotaHook, tag: str, statuses: Collection[str]) -> tuple[str, str] | None:
+    """The newest profile of ``tag`` whose status is in ``statuses``, as ``(profile_id, status)``."""
     for profile_id in reversed(hook.list_profile_ids(tag)):
         state = hook.get_profile_status(profile_id)
-        if state.status in contract.PROFILE_REUSABLE_STATUSES:
+        if state.status in statuses:
             return profile_id, state.status
     return None
+
+
+def find_reusable_profile(hook: PhotaHook, tag: str) -> tuple[str, str] | None:
+    """The newest profile of ``tag`` that is training or READY. One that ended in ERROR or INACTIVE is not
+    reused: paying again is the point of running again then."""
+    return latest_profile(hook, tag, contract.PROFILE_REUSABLE_STATUSES)
 
 
 class PhotaCreateProfileOperator(PhotaHookMixin, BaseOperator):

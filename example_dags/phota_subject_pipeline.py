@@ -1,0 +1,148 @@
+"""Subject pipeline: ingest photos -> train a tagged profile -> wait on the triggerer -> generate variations
+(one mapped task per style) -> enhance the best -> publish with a manifest and an Asset event.
+
+Run it as it is against the bundled emulator (``bash scripts/demo``), or point ``phota_default`` at the real
+service and the params at your storage. The tag makes creation idempotent: a retry or a re-run of the same
+subject reuses the profile instead of paying for a second training.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import pendulum
+from airflow.sdk import Asset, Param, dag, task
+
+from airflow_provider_phota.operators.images import PhotaEnhanceOperator, PhotaGenerateOperator
+from airflow_provider_phota.operators.profile import PhotaCreateProfileOperator
+from airflow_provider_phota.sensors.phota import ProfileReadySensor
+
+# The service suggests polling every 10-30 s; the demo and the tests use a shorter interval.
+POLL_SECONDS = float(os.environ.get("PHOTA_EXAMPLE_POLL_SECONDS", "15"))
+PUBLISHED = Asset("phota://examples/subject-pipeline/published")
+# Storage-safe folder per DAG run (run ids contain ':' and '+').
+RUN_FOLDER = "{{ run_id | replace(':', '') | replace('+', '') }}"
+STYLES = [
+    "A professional studio portrait of {subject}, soft key light, grey backdrop",
+    "{subject} hiking on a mountain ridge at golden hour, cinematic",
+    "A watercolor illustration of {subject} reading in a sunlit cafe",
+]
+
+
+@dag(
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    catchup=False,
+    tags=["phota", "example"],
+    params={
+        "subject": Param("demo-subject", type="string", minLength=1, maxLength=100),
+        "photos_uri": Param("file:///tmp/phota-demo/photos", type="string", description="Folder or prefix of photos"),
+        "photos_base_url": Param(
+            "http://127.0.0.1:8765/", type="string", description="Public URL under which those photos are served"
+        ),
+        "training_tier": Param("standard", enum=["standard", "fast"]),
+        "styles": Param(STYLES, type="array", description="Prompt templates; {subject} becomes the profile"),
+        "output_uri": Param("file:///tmp/phota-demo/output", type="string"),
+        "publish_uri": Param("file:///tmp/phota-demo/publish", type="string"),
+    },
+)
+def phota_subject_pipeline() -> None:
+    @task
+    def ingest_photos(params: dict[str, Any] | None = None) -> list[str]:
+        """List the subject's photos and turn them into the public URLs training needs."""
+        from airflow_provider_phota.storage import public_image_urls
+
+        assert params is not None  # injected by Airflow
+        urls = public_image_urls(params["photos_uri"], params["photos_base_url"])
+        if not urls:
+            raise ValueError(f"No photos (jpg, png, webp, heic) under {params['photos_uri']}")
+        return urls
+
+    profile = PhotaCreateProfileOperator(
+        task_id="create_profile",
+        image_urls=ingest_photos(),
+        tag="{{ params.subject }}",
+        training_tier="{{ params.training_tier }}",
+    )
+    ready = ProfileReadySensor(
+        task_id="wait_for_training", profile_id=profile.output, deferrable=True, poke_interval=POLL_SECONDS
+    )
+
+    @task
+    def build_prompts(profile_id: str, params: dict[str, Any] | None = None) -> list[str]:
+        assert params is not None
+        return [style.format(subject=f"[[{profile_id}]]") for style in params["styles"]]
+
+    prompts = build_prompts(profile.output)
+    ready >> prompts
+    variations = PhotaGenerateOperator.partial(
+        task_id="generate_variations",
+        num_output_images=2,
+        aspect_ratio="4:3",
+        resolution="2K",
+        output_format="png",
+        output_path="{{ params.output_uri }}/" + RUN_FOLDER + "/variations",
+        deferrable=True,
+        poll_interval=POLL_SECONDS,
+    ).expand(prompt=prompts)
+
+    @task
+    def pick_best(summaries: list[dict[str, Any]]) -> str:
+        """The variation to enhance. Stand-in scoring: the largest file (the most detail); plug in your own."""
+        from airflow_provider_phota.storage import storage_path
+
+        # Index the mapped results (len + getitem): iterating a lazy XCom sequence to its end logs a 404 error.
+        uris = [uri for i in range(len(summaries)) for uri in summaries[i]["output_uris"]]
+        return max(uris, key=lambda uri: storage_path(uri).stat().st_size)
+
+    best = pick_best(variations.output)
+    final = PhotaEnhanceOperator(
+        task_id="enhance_best",
+        image=best,
+        profile_ids=[profile.output],
+        prompt="natural skin texture, crisp detail",
+        output_format="png",
+        output_path="{{ params.output_uri }}/" + RUN_FOLDER + "/final",
+        deferrable=True,
+        poll_interval=POLL_SECONDS,
+    )
+
+    @task(outlets=[PUBLISHED])
+    def publish(
+        prompts: list[str],
+        variations: list[dict[str, Any]],
+        final: dict[str, Any],
+        params: dict[str, Any] | None = None,
+        run_id: str | None = None,
+        outlet_events: Any = None,
+    ) -> dict[str, Any]:
+        """Copy every output to the publish location, write manifest.json, and announce it on the Asset."""
+        assert params is not None
+        assert outlet_events is not None
+        import json
+
+        from airflow_provider_phota.storage import atomic_write, storage_path, uri_of
+
+        target = storage_path(params["publish_uri"]) / run_id.replace(":", "").replace("+", "")
+        entries = []
+        sources = [("variation", prompts[i], variations[i]) for i in range(len(variations))]
+        sources.append(("final", "enhanced best variation", final))
+        for kind, prompt, summary in sources:
+            for uri in summary["output_uris"]:
+                source = storage_path(uri)
+                published = target / f"{kind}-{source.name}"
+                with source.open("rb") as handle:
+                    size = atomic_write(published, iter(lambda: handle.read(1 << 20), b""))
+                entries.append({"kind": kind, "prompt": prompt, "source_uri": uri, "uri": uri_of(published),
+                                "bytes": size, "known_subjects": summary["known_subjects"]})  # fmt: skip
+        manifest = target / "manifest.json"
+        atomic_write(manifest, [json.dumps({"subject": params["subject"], "images": entries}, indent=2).encode()])
+        result = {"manifest_uri": uri_of(manifest), "count": len(entries), "subject": params["subject"]}
+        outlet_events[PUBLISHED].extra = result
+        return result
+
+    publish(prompts, variations.output, final.output)
+
+
+phota_subject_pipeline()
