@@ -18,7 +18,13 @@ from airflow.sdk import (
     PokeReturnValue,
     conf,
 )
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, AirflowSkipException, TaskDeferred
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowNotFoundException,
+    AirflowSkipException,
+    TaskDeferred,
+)
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 try:  # Airflow 3.1+
@@ -29,6 +35,7 @@ except ImportError:  # pragma: no cover - older 3.0 layout
 __all__ = [
     "AirflowException",
     "AirflowFailException",
+    "AirflowNotFoundException",
     "AirflowSensorTimeout",
     "AirflowSkipException",
     "Asset",

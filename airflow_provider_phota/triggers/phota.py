@@ -18,7 +18,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-from airflow_provider_phota._compat import BaseTrigger, TriggerEvent
+from airflow_provider_phota._compat import AirflowNotFoundException, BaseTrigger, TriggerEvent
 from airflow_provider_phota.contract import JobStatus
 from airflow_provider_phota.events import EVENT_ERROR, EVENT_FAILED, EVENT_SUCCESS, EVENT_TIMEOUT
 
@@ -87,6 +87,9 @@ class _PhotaPollingTrigger(BaseTrigger):
                 final_check = final_check or time.time() >= self.deadline
                 try:
                     seen = await self._observe(hook)
+                except AirflowNotFoundException as error:  # the connection is missing on this triggerer
+                    yield self._event(EVENT_ERROR, started, last_status, message=f"Phota connection: {error}")
+                    return
                 except PhotaError as error:
                     if not is_retryable(error):
                         yield self._event(EVENT_ERROR, started, last_status, message=str(error))

@@ -1,0 +1,22 @@
+"""A DAG that waits for a profile's training with the deferrable ProfileReadySensor (tests/sensors)."""
+
+from __future__ import annotations
+
+import pendulum
+from airflow.sdk import DAG
+
+from airflow_provider_phota.sensors.phota import ProfileReadySensor
+
+with DAG(
+    "sensor_wait",
+    schedule=None,
+    start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
+    params={"profile_id": ""},
+) as dag:
+    ProfileReadySensor(
+        task_id="wait_for_profile",
+        profile_id="{{ params.profile_id }}",
+        deferrable=True,
+        poke_interval=0.2,
+        timeout=60,
+    )

@@ -1,0 +1,33 @@
+"""Constants and helpers of the sensor and deferral tests (``conftest`` is not importable by name)."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+from typing import Any
+
+from airflow_provider_phota.testing import PhotaEmulator
+
+CONN_ID = "phota_default"
+FAST_RETRIES = {"retry_wait": 0.01, "retry_max_wait": 0.05, "max_attempts": 3}
+SLOW_SECONDS = 3600.0  # training and job time of the tests' emulator: only emu.advance() finishes them
+URLS = [f"https://example.com/p/{i}.jpg" for i in range(10)]
+STATUS_GLOB = "/v1/phota/profiles/*/status"
+
+
+def connection_json(emu: PhotaEmulator) -> str:
+    return json.dumps({"conn_type": "phota", "host": emu.base_url, "password": emu.api_key, "extra": FAST_RETRIES})
+
+
+def make_context(task_id: str = "task", *, map_index: int = -1) -> dict[str, Any]:
+    """The minimal task context these operators read: the task instance's identity (for idempotency keys and file
+    names) and, for a reschedule-mode sensor, its first reschedule date."""
+    ti = SimpleNamespace(
+        dag_id="sensor_tests",
+        run_id="manual__2026-01-01T00:00:00+00:00",
+        task_id=task_id,
+        map_index=map_index,
+        try_number=1,
+        get_first_reschedule_date=lambda context: None,
+    )
+    return {"ti": ti, "task_instance": ti}

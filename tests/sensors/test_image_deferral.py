@@ -1,0 +1,162 @@
+"""The deferrable path of the image operators: submit once, defer on PhotaJobTrigger, resume from its event.
+
+PhotaGenerateOperator stands for the four studio operators (they share ``_defer`` and ``execute_complete``).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
+from sensor_helpers import CONN_ID, make_context
+
+from airflow_provider_phota.exceptions import PhotaJobFailedError
+from airflow_provider_phota.operators.images import PhotaGenerateOperator
+from airflow_provider_phota.testing import PhotaEmulator
+from airflow_provider_phota.testing.emulator import MARKER_FAIL_JOB, MARKER_MODERATE
+from airflow_provider_phota.triggers.phota import PhotaJobTrigger
+
+SUBMIT = "/v1/phota/generate"
+JOB_GLOB = "/v1/phota/jobs/*"
+
+
+def generate(tmp_path: Path, prompt: str = "a lighthouse at dusk", **kwargs: Any) -> PhotaGenerateOperator:
+    return PhotaGenerateOperator(
+        task_id="generate",
+        prompt=prompt,
+        deferrable=True,
+        output_path=str(tmp_path / "out"),
+        num_output_images=2,
+        poll_interval=7,
+        job_timeout=900,
+        **kwargs,
+    )
+
+
+def defer(task: PhotaGenerateOperator) -> TaskDeferred:
+    with pytest.raises(TaskDeferred) as deferred:
+        task.execute(make_context("generate"))
+    return deferred.value
+
+
+def settle(emu: PhotaEmulator, job_id: str, status: str) -> None:
+    """Finish the job on the emulator clock; its ticker settles due jobs every 50 ms."""
+    emu.advance(3600)
+    deadline = time.monotonic() + 5
+    while emu.jobs[job_id].status != status:
+        assert time.monotonic() < deadline, f"job {job_id} is {emu.jobs[job_id].status}, expected {status}"
+        time.sleep(0.02)
+
+
+def job_event(status: str, job_id: str, **extra: Any) -> dict[str, Any]:
+    return {"status": status, "job_id": job_id, "api_status": "RUNNING", "elapsed_seconds": 3.0, **extra}
+
+
+def test_submits_once_then_defers_on_the_job(emu: PhotaEmulator, tmp_path: Path) -> None:
+    before = time.time()
+    deferred = defer(generate(tmp_path))
+    after = time.time()
+
+    (job_id,) = emu.jobs
+    assert type(deferred.trigger) is PhotaJobTrigger
+    classpath, kwargs = deferred.trigger.serialize()
+    assert classpath == "airflow_provider_phota.triggers.phota.PhotaJobTrigger"
+    assert (kwargs["job_id"], kwargs["phota_conn_id"], kwargs["poll_interval"]) == (job_id, CONN_ID, 7.0)
+    assert before + 900 <= kwargs["deadline"] <= after + 900
+    assert deferred.method_name == "execute_complete"
+    assert deferred.timeout == timedelta(seconds=900 + 60)
+    (submit,) = emu.requests_to(SUBMIT, "POST")
+    assert submit.json["async"] is True
+    assert submit.json["client_request_id"].startswith("af:generate:")
+    assert emu.requests_to(JOB_GLOB) == []  # the worker does not poll: the trigger does
+    assert len(emu.charges("images")) == 1
+
+
+def test_a_retried_task_defers_on_the_same_job_without_a_second_charge(emu: PhotaEmulator, tmp_path: Path) -> None:
+    first = defer(generate(tmp_path))
+    second = defer(generate(tmp_path))
+
+    assert first.trigger.serialize()[1]["job_id"] == second.trigger.serialize()[1]["job_id"]
+    assert len(emu.jobs) == 1
+    assert len(emu.charges("images")) == 1
+    keys = {r.json["client_request_id"] for r in emu.requests_to(SUBMIT, "POST")}
+    assert len(keys) == 1
+
+
+def test_success_event_fetches_the_job_once_and_writes_the_files(emu: PhotaEmulator, tmp_path: Path) -> None:
+    task = generate(tmp_path)
+    job_id = defer(task).trigger.serialize()[1]["job_id"]
+    settle(emu, job_id, "SUCCEEDED")
+
+    result = task.execute_complete(make_context("generate"), job_event("success", job_id, api_status="SUCCEEDED"))
+
+    assert len(emu.requests_to(JOB_GLOB, "GET")) == 1
+    assert result["job_id"] == job_id
+    assert result["count"] == 2
+    assert len(result["output_uris"]) == 2
+    assert "download_urls" not in result  # written to storage: no expiring URLs in XCom
+    written = sorted((tmp_path / "out").iterdir())
+    assert [p.name for p in written] == [f"generate-{job_id[-24:]}-{i:02d}.png" for i in range(2)]
+    assert all(p.read_bytes().startswith(b"\x89PNG") for p in written)
+    assert len(emu.downloads) == 2
+
+
+def test_error_event_for_a_job_that_did_finish_still_delivers(emu: PhotaEmulator, tmp_path: Path) -> None:
+    """The job fetch on resume is the authoritative answer, not the trigger's last observation."""
+    task = generate(tmp_path)
+    job_id = defer(task).trigger.serialize()[1]["job_id"]
+    settle(emu, job_id, "SUCCEEDED")
+
+    result = task.execute_complete(make_context("generate"), job_event("error", job_id, message="503 from the API"))
+
+    assert result["job_id"] == job_id
+    assert len(result["output_uris"]) == 2
+
+
+def test_timeout_event_while_running_fails_the_try_naming_the_job(emu: PhotaEmulator, tmp_path: Path) -> None:
+    task = generate(tmp_path)
+    job_id = defer(task).trigger.serialize()[1]["job_id"]
+    emu.advance(1000)  # past QUEUED, not finished
+    assert emu.jobs[job_id].status == "RUNNING"
+
+    with pytest.raises(AirflowException, match=f"Phota job {job_id} is still RUNNING") as raised:
+        task.execute_complete(make_context("generate"), job_event("timeout", job_id, message="still RUNNING"))
+
+    # retryable on purpose: a retry resubmits with the same key and waits for the same job
+    assert not isinstance(raised.value, AirflowFailException)
+    assert "same client_request_id" in str(raised.value)
+    assert not (tmp_path / "out").exists()
+
+
+def test_failed_event_fails_with_the_job_error_type(emu: PhotaEmulator, tmp_path: Path) -> None:
+    task = generate(tmp_path, prompt=f"a portrait {MARKER_FAIL_JOB}")
+    job_id = defer(task).trigger.serialize()[1]["job_id"]
+    settle(emu, job_id, "FAILED")
+    failed = job_event("failed", job_id, api_status="FAILED", error_type="JOB_FAILED", message="failed")
+
+    with pytest.raises(PhotaJobFailedError, match=f"{job_id} failed: JOB_FAILED") as raised:
+        task.execute_complete(make_context("generate"), failed)
+
+    assert raised.value.error_type == "JOB_FAILED"
+    assert raised.value.retry_task  # a generic job failure may succeed on a retry
+
+
+def test_moderated_job_fails_without_retries(emu: PhotaEmulator, tmp_path: Path) -> None:
+    task = generate(tmp_path, prompt=f"a portrait {MARKER_MODERATE}")
+    job_id = defer(task).trigger.serialize()[1]["job_id"]
+    settle(emu, job_id, "FAILED")
+    failed = job_event("failed", job_id, api_status="FAILED", error_type="CONTENT_MODERATION", message="blocked")
+
+    with pytest.raises(AirflowFailException, match="CONTENT_MODERATION"):
+        task.execute_complete(make_context("generate"), failed)
+
+
+@pytest.mark.parametrize("payload", [None, {}, {"status": "weird", "job_id": "job_1"}])
+def test_unexpected_event_fails_without_a_request(emu: PhotaEmulator, tmp_path: Path, payload: Any) -> None:
+    with pytest.raises(AirflowFailException, match="unexpected trigger event"):
+        generate(tmp_path).execute_complete(make_context("generate"), payload)
+    assert emu.requests == []
