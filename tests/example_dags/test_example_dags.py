@@ -1,0 +1,151 @@
+"""The example DAGs: they import cleanly, and each runs end to end against the emulator with real outputs."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from airflow_provider_phota.testing import PhotaEmulator
+from airflow_provider_phota.testing.samples import PhotoServer, make_subject_photos
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
+EXPECTED_DAGS = {"phota_subject_pipeline", "phota_scheduled_retraining", "phota_marketing_batch"}
+
+
+@pytest.fixture(scope="module")
+def example_bag(airflow_db: None) -> Any:
+    """The example DAGs (tests/conftest.py declares their folder as a DAG bundle, so dag.test() can run them)."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    return DagBag(str(EXAMPLES))
+
+
+def test_example_dags_import_without_errors(example_bag: Any) -> None:
+    assert example_bag.import_errors == {}
+    assert set(example_bag.dag_ids) == EXPECTED_DAGS
+    for dag_id in EXPECTED_DAGS:
+        assert "phota" in example_bag.get_dag(dag_id).tags
+
+
+@pytest.fixture
+def photos(tmp_path: Path) -> Iterator[tuple[Path, PhotoServer]]:
+    folder = tmp_path / "photos"
+    make_subject_photos(folder, count=10, subject="example-subject")
+    with PhotoServer(folder) as server:
+        yield folder, server
+
+
+@pytest.fixture
+def example_env(phota_conn_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PHOTA_EXAMPLE_POLL_SECONDS", "0.2")
+
+
+def test_subject_pipeline(airflow_db: None, example_env: None, example_bag: Any, phota_emulator: PhotaEmulator,
+                          photos: tuple[Path, PhotoServer], tmp_path: Path) -> None:  # fmt: skip
+    dag = example_bag.get_dag("phota_subject_pipeline")
+    folder, server = photos
+    run = dag.test(run_conf={"photos_uri": str(folder), "photos_base_url": server.base_url,
+                             "output_uri": f"file://{tmp_path}/out", "publish_uri": f"file://{tmp_path}/pub",
+                             "subject": "example-subject"})  # fmt: skip
+    assert str(run.state).endswith("success")
+    (manifest_path,) = (tmp_path / "pub").glob("*/manifest.json")
+    manifest = json.loads(manifest_path.read_text())
+    assert len(manifest["images"]) == 7  # 3 styles x 2 variations + the enhanced best
+    for entry in manifest["images"]:
+        path = Path(entry["uri"].removeprefix("file://"))
+        assert path.stat().st_size == entry["bytes"]
+        with Image.open(path) as image:
+            assert image.size == (2048, 1536)  # 4:3 at 2K; the enhanced one keeps its input's ratio
+    (profile_id,) = phota_emulator.profiles
+    assert all(entry["known_subjects"] == {profile_id: 2 if entry["kind"] == "variation" else 1}
+               for entry in manifest["images"])  # fmt: skip
+    # Training used the served photos, the profile was charged once, and the sensor deferred (more than one poll).
+    assert len(phota_emulator.charges("profile")) == 1
+    assert len(phota_emulator.requests_to("/v1/phota/profiles/*/status", "GET")) > 1
+
+
+def test_scheduled_retraining_switches_only_after_ready(airflow_db: None, example_env: None, example_bag: Any,
+                                                        phota_emulator: PhotaEmulator,
+                                                        photos: tuple[Path, PhotoServer]) -> None:  # fmt: skip
+    from airflow.models.variable import Variable
+
+    dag = example_bag.get_dag("phota_scheduled_retraining")
+    folder, server = photos
+    conf = {"photos_uri": str(folder), "photos_base_url": server.base_url, "subject": "weekly"}
+    first = dag.test(run_conf=conf)
+    assert str(first.state).endswith("success")
+    first_profile = Variable.get("phota_profile__weekly")
+    assert phota_emulator.profile_status(first_profile) == "READY"
+
+    second = dag.test(run_conf=conf)
+    assert str(second.state).endswith("success")
+    second_profile = Variable.get("phota_profile__weekly")
+    assert second_profile != first_profile
+    assert first_profile not in phota_emulator.profiles  # deleted after the switch
+    states = {ti.task_id: str(ti.state) for ti in second.get_task_instances()}
+    assert states["delete_previous_profile"].endswith("success")
+
+
+def test_failed_retraining_keeps_the_current_profile(
+    airflow_db: None,
+    example_env: None,
+    example_bag: Any,
+    phota_emulator: PhotaEmulator,
+    photos: tuple[Path, PhotoServer],
+) -> None:
+    from airflow.models.variable import Variable
+
+    dag = example_bag.get_dag("phota_scheduled_retraining")
+    folder, server = photos
+    Variable.set("phota_profile__failing", "prof_current")
+    # A photo named with the emulator's marker makes training end in ERROR.
+    (folder / "x-phota-training-error.jpg").write_bytes((folder / "example-subject-00.jpg").read_bytes())
+    run = dag.test(run_conf={"photos_uri": str(folder), "photos_base_url": server.base_url, "subject": "failing"})
+
+    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
+    assert states["train_profile"].endswith("failed")
+    assert not states["switch_profile"].endswith("success")
+    assert Variable.get("phota_profile__failing") == "prof_current"
+
+
+def test_marketing_batch_fans_out_and_emits_one_asset_event(
+    airflow_db: None, example_env: None, example_bag: Any, phota_emulator: PhotaEmulator, tmp_path: Path
+) -> None:
+    from airflow_provider_phota.hooks.phota import PhotaHook
+
+    profile_id = PhotaHook().create_profile([f"https://example.com/b/{i}.jpg" for i in range(10)], tag="brand-face")
+    phota_emulator.advance(phota_emulator.training_seconds + 1)
+    campaign = tmp_path / "campaign.csv"
+    campaign.write_text(
+        "profile_tag,prompt,aspect_ratio,resolution,count\n"
+        "brand-face,{subject} holding our new mug,1:1,1K,2\n"
+        "brand-face,Billboard of a city street,16:9,2K,1\n"
+        "brand-face,{subject} on a beach,9:16,1K,3\n"
+    )
+    run = example_bag.get_dag("phota_marketing_batch").test(
+        run_conf={"campaign_uri": str(campaign), "output_uri": f"file://{tmp_path}/campaigns"}
+    )
+    assert str(run.state).endswith("success")
+    (manifest_path,) = (tmp_path / "campaigns").glob("*/manifest.json")
+    renders = json.loads(manifest_path.read_text())["renders"]
+    assert [r["count"] for r in renders] == [2, 1, 3]
+    sizes = [(1024, 1024), (2048, 1152), (576, 1024)]
+    for render, size in zip(renders, sizes, strict=True):
+        assert render["known_subjects"] == {profile_id: render["count"]}
+        for uri in render["output_uris"]:
+            assert uri.startswith(f"file://{manifest_path.parent}/")
+            with Image.open(uri.removeprefix("file://")) as image:
+                assert image.size == size
+                assert image.format == "JPEG"
+    prompts = [r.json["prompt"] for r in phota_emulator.requests_to("/v1/phota/generate", "POST")]
+    assert all(f"[[{profile_id}]]" in prompt for prompt in prompts)
+    from dagrun_support import asset_event_extras
+
+    (event,) = asset_event_extras(run, "phota://examples/marketing/renders")
+    assert event["images"] == 6
+    assert event["rows"] == 3
