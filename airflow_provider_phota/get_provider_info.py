@@ -15,7 +15,8 @@ _MODULE = "airflow_provider_phota"
 INTEGRATION = "Phota"
 
 
-def _int_field(label: str, default: int | float, description: str) -> dict[str, Any]:
+def _numeric_field(label: str, default: int | float, description: str) -> dict[str, Any]:
+    """An extra holding a count (``int`` default: JSON ``integer``) or seconds (``float``: JSON ``number``)."""
     kind = "integer" if isinstance(default, int) else "number"
     return {"label": label, "schema": {"type": [kind, "null"], "default": default}, "description": description}
 
@@ -27,12 +28,16 @@ def connection_type_info() -> dict[str, Any]:
         "hook-name": "Phota",
         "connection-type": "phota",
         "conn-fields": {
-            "timeout": _int_field("Read timeout (s)", 660, "Synchronous calls may run up to 600 s on the service."),
-            "connect_timeout": _int_field("Connect timeout (s)", 10, "Seconds to open a connection."),
-            "max_attempts": _int_field("Max attempts", 5, "Attempts per call for 429, 5xx and connection errors."),
-            "retry_wait": _int_field("Retry wait (s)", 1, "First backoff; doubles up to the max wait, with jitter."),
-            "retry_max_wait": _int_field("Retry max wait (s)", 30, "Longest backoff between attempts."),
-            "max_retry_after": _int_field("Max Retry-After (s)", 120, "Cap on a 429's Retry-After."),
+            "timeout": _numeric_field(
+                "Read timeout (s)", 660.0, "Synchronous calls may run up to 600 s on the service."
+            ),
+            "connect_timeout": _numeric_field("Connect timeout (s)", 10.0, "Seconds to open a connection."),
+            "max_attempts": _numeric_field("Max attempts", 5, "Attempts per call for 429, 5xx and connection errors."),
+            "retry_wait": _numeric_field(
+                "Retry wait (s)", 1.0, "First backoff; doubles up to the max wait, with jitter."
+            ),
+            "retry_max_wait": _numeric_field("Retry max wait (s)", 30.0, "Longest backoff between attempts."),
+            "max_retry_after": _numeric_field("Max Retry-After (s)", 120.0, "Cap on a 429's Retry-After."),
         },
         "ui-field-behaviour": {
             "hidden-fields": ["schema", "login"],

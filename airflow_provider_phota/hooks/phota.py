@@ -35,8 +35,12 @@ def _raise_if(violations: Sequence[Violation], context: str) -> None:
 
 
 def _check_id(name: str, value: Any) -> str:
-    if not isinstance(value, str) or not value.strip() or "/" in value:
-        _raise_if([Violation(name, f"{value!r} is not a valid id", "a non-empty string without '/'")], "")
+    # "." and ".." would be dot segments of the URL path, which HTTP clients resolve away: the request would go to
+    # another endpoint (GET /profiles/../status is GET /status).
+    if not isinstance(value, str) or value.strip() in ("", ".", "..") or "/" in value:
+        _raise_if(
+            [Violation(name, f"{value!r} is not a valid id", "a non-empty string without '/', not '.' or '..'")], ""
+        )
     return str(value)
 
 
@@ -122,13 +126,13 @@ class PhotaHook(BaseHook):
         try:
             from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
             from flask_babel import lazy_gettext
-            from wtforms import IntegerField, StringField
+            from wtforms import FloatField, IntegerField
             from wtforms.validators import Optional
         except ImportError:  # Airflow 3 without the FAB UI: the YAML metadata is what the UI reads.
             return {}
         widgets: dict[str, Any] = {}
         for name, spec in connection_type_info()["conn-fields"].items():
-            kind = IntegerField if "integer" in spec["schema"]["type"] else StringField
+            kind = IntegerField if "integer" in spec["schema"]["type"] else FloatField
             widgets[name] = kind(
                 lazy_gettext(spec["label"]),
                 widget=BS3TextFieldWidget(),

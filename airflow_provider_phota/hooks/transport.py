@@ -57,7 +57,8 @@ def base_url_from(host: str | None, port: int | None = None) -> str:
         host = host[: -len(API_PREFIX)]
     parts = urlsplit(host)
     if port and parts.port is None:
-        host = f"{parts.scheme}://{parts.hostname}:{port}{parts.path}"
+        # netloc, not hostname: hostname drops an IPv6 address's brackets (and any userinfo).
+        host = f"{parts.scheme}://{parts.netloc}:{port}{parts.path}"
     return host
 
 

@@ -1,0 +1,48 @@
+"""Helpers of the hook tests (a uniquely named module, importable next to the project's root conftest)."""
+
+from __future__ import annotations
+
+import base64
+import io
+import time
+
+from PIL import Image
+
+from airflow_provider_phota.hooks.phota import PhotaHook
+from airflow_provider_phota.testing import PhotaEmulator
+
+API = "/v1/phota"
+STANDARD_URLS = [f"https://example.com/photos/{index}.jpg" for index in range(10)]
+FAST_URLS = STANDARD_URLS[:5]
+
+
+def png_base64(width: int, height: int) -> str:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (10, 200, 30)).save(buffer, format="PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def open_image(data: bytes) -> Image.Image:
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
+
+
+def ready_profile(hook: PhotaHook, emu: PhotaEmulator, **kwargs: str) -> str:
+    """A trained profile (created through the hook, the emulator clock moved past the training)."""
+    profile_id = hook.create_profile(STANDARD_URLS, **kwargs)
+    emu.advance(emu.training_seconds)
+    assert emu.profile_status(profile_id) == "READY"
+    return profile_id
+
+
+def wait_for_records(emu: PhotaEmulator, count: int, deadline: float = 5.0) -> None:
+    """Wait until the emulator recorded ``count`` API requests, then check it recorded no more.
+
+    A delayed request is recorded when the emulator finishes it, which can be after the client gave up; waiting
+    also keeps such a late record from landing in the next test's (reset) request log.
+    """
+    end = time.monotonic() + deadline
+    while len(emu.requests) < count and time.monotonic() < end:
+        time.sleep(0.02)
+    assert len(emu.requests) == count, [(r.method, r.path, r.status) for r in emu.requests]

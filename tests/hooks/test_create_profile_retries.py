@@ -1,0 +1,144 @@
+"""Retrying a profile create without paying for two trainings."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from hook_helpers import API, STANDARD_URLS, wait_for_records
+
+from airflow_provider_phota.exceptions import PhotaConnectionError, PhotaServerError, PhotaTimeoutError
+from airflow_provider_phota.hooks.phota import PhotaHook
+from airflow_provider_phota.testing import PhotaEmulator
+
+ADD = f"{API}/profiles/add"
+
+
+def _profiles_with_tag(emu: PhotaEmulator, tag: str) -> list[str]:
+    return [profile_id for profile_id, view in emu.profiles.items() if view.tag == tag]
+
+
+@pytest.mark.parametrize("fault", [{"status": 500}, {"status": 502}, {"status": 504}, {"drop": True}],
+                         ids=["500", "502", "504", "drop"])  # fmt: skip
+def test_tagged_create_recognises_the_profile_an_answerless_attempt_made(
+    hook: PhotaHook, emu: PhotaEmulator, fault: dict[str, Any]
+) -> None:
+    emu.inject_fault(ADD, after=True, **fault)  # the profile is created, the answer is lost
+
+    profile_id = hook.create_profile(STANDARD_URLS, tag="once")
+
+    assert _profiles_with_tag(emu, "once") == [profile_id]
+    assert len(emu.charges("profile")) == 1
+    assert len(emu.requests_to(ADD)) == 1  # found by the look-up: no second create
+    assert [entry.query for entry in emu.requests_to(f"{API}/profiles/ids")] == [{"tag": "once"}] * 2
+
+
+def test_tagged_create_ignores_older_profiles_with_the_same_tag(hook: PhotaHook, emu: PhotaEmulator) -> None:
+    older = hook.create_profile(STANDARD_URLS, tag="shared")
+    emu.inject_fault(ADD, status=500, after=True)
+
+    newer = hook.create_profile(STANDARD_URLS, tag="shared", training_tier="standard")
+
+    assert newer != older
+    assert sorted(_profiles_with_tag(emu, "shared")) == sorted([older, newer])
+    assert len(emu.charges("profile")) == 2
+
+
+def test_tagged_create_retries_when_the_failed_attempt_created_nothing(hook: PhotaHook, emu: PhotaEmulator) -> None:
+    emu.inject_fault(ADD, status=500)  # answered before any work
+
+    profile_id = hook.create_profile(STANDARD_URLS, tag="retry")
+
+    assert _profiles_with_tag(emu, "retry") == [profile_id]
+    assert len(emu.requests_to(ADD)) == 2
+    assert len(emu.charges("profile")) == 1
+
+
+def test_tagged_create_after_a_timeout_looks_first_but_cannot_see_work_in_progress(
+    make_hook: Any, emu: PhotaEmulator
+) -> None:
+    """A read timeout is ambiguous, so the tag is looked up before resending. The look-up only sees profiles that
+    exist: a first attempt the service is still working on shows up later (a known limit of any client)."""
+    hook = make_hook(timeout=0.4)
+    emu.inject_fault(ADD, delay=1.0)
+
+    profile_id = hook.create_profile(STANDARD_URLS, tag="slow")
+
+    wait_for_records(emu, 4)  # the slow first attempt is recorded when the emulator finishes it, last
+    assert [(entry.method, entry.path, entry.query) for entry in emu.requests] == [
+        ("GET", f"{API}/profiles/ids", {"tag": "slow"}),
+        ("GET", f"{API}/profiles/ids", {"tag": "slow"}),  # the look-up after the timeout
+        ("POST", ADD, {}),  # the resend
+        ("POST", ADD, {}),  # the timed-out first attempt, finishing after the resend
+    ]
+    assert emu.requests[2].status == 200
+    assert profile_id in _profiles_with_tag(emu, "slow")
+    assert len(_profiles_with_tag(emu, "slow")) == 2
+
+
+def test_tagged_create_exhausted_raises_without_duplicates(hook: PhotaHook, emu: PhotaEmulator) -> None:
+    emu.inject_fault(ADD, status=503, count=10)
+
+    with pytest.raises(PhotaServerError) as raised:
+        hook.create_profile(STANDARD_URLS, tag="never")
+
+    assert raised.value.status == 503
+    assert len(emu.requests_to(ADD)) == 4
+    assert emu.profiles == {}
+
+
+@pytest.mark.parametrize(
+    ("fault", "error_class"),
+    [({"status": 500}, PhotaServerError), ({"status": 502}, PhotaServerError), ({"drop": True}, PhotaConnectionError)],
+    ids=["500", "502", "drop"],
+)
+def test_untagged_create_raises_an_ambiguous_failure_after_one_attempt(
+    hook: PhotaHook, emu: PhotaEmulator, fault: dict[str, Any], error_class: type[Exception]
+) -> None:
+    emu.inject_fault(ADD, after=True, **fault)
+
+    with pytest.raises(error_class):
+        hook.create_profile(STANDARD_URLS)
+
+    assert len(emu.requests_to(ADD)) == 1
+    assert len(emu.profiles) == 1  # the one the lost attempt made; no duplicate
+    assert len(emu.charges("profile")) == 1
+
+
+def test_untagged_create_does_not_retry_a_timeout(make_hook: Any, emu: PhotaEmulator) -> None:
+    hook = make_hook(timeout=0.3)
+    emu.inject_fault(ADD, delay=0.6)
+
+    with pytest.raises(PhotaTimeoutError):
+        hook.create_profile(STANDARD_URLS)
+
+    wait_for_records(emu, 1)
+    assert len(emu.requests_to(ADD)) == 1
+    assert len(emu.profiles) == 1
+
+
+@pytest.mark.parametrize("fault", [{"status": 429, "retry_after": 0}, {"status": 503}], ids=["429", "503"])
+def test_untagged_create_retries_refusals(hook: PhotaHook, emu: PhotaEmulator, fault: dict[str, Any]) -> None:
+    emu.inject_fault(ADD, count=2, **fault)
+
+    profile_id = hook.create_profile(STANDARD_URLS)
+
+    assert list(emu.profiles) == [profile_id]
+    assert [entry.status for entry in emu.requests_to(ADD)] == [fault["status"], fault["status"], 200]
+    assert len(emu.charges("profile")) == 1
+
+
+def test_untagged_create_retries_connection_refused(make_hook: Any) -> None:
+    hook = make_hook(host="http://127.0.0.1:9", max_attempts=2)
+    sent: list[str] = []
+    original = hook.client.send_once
+
+    def counting(request: Any) -> Any:
+        sent.append(request.path)
+        return original(request)
+
+    hook.client.send_once = counting
+    with pytest.raises(PhotaConnectionError):
+        hook.create_profile(STANDARD_URLS)
+
+    assert sent == [ADD, ADD]  # never reached a server, so resending was safe

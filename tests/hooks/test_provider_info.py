@@ -1,0 +1,188 @@
+"""Airflow sees the provider, its hook and its connection form, and the form matches what the hook reads."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any
+
+import airflow
+import jsonschema
+import pytest
+
+import airflow_provider_phota
+from airflow_provider_phota.get_provider_info import connection_type_info, get_provider_info
+from airflow_provider_phota.hooks.phota import PhotaHook
+from airflow_provider_phota.hooks.retry import RetryPolicy
+from airflow_provider_phota.hooks.transport import ConnectionSettings
+
+AIRFLOW_DIR = Path(airflow.__file__).parent
+
+
+def _schema(name: str) -> dict[str, Any]:
+    return dict(json.loads((AIRFLOW_DIR / name).read_text()))
+
+
+def test_provider_info_validates_against_airflows_schema() -> None:
+    info = get_provider_info()
+
+    jsonschema.validate(info, _schema("provider_info.schema.json"))
+    assert info["package-name"] == "airflow-provider-phota"
+    assert info["versions"] == [airflow_provider_phota.__version__]
+
+
+def test_connection_type_validates_against_the_provider_yaml_schema() -> None:
+    """The stricter provider.yaml schema also describes ``conn-fields`` and ``ui-field-behaviour`` (Airflow 3.2+)."""
+    connection_types = _schema("provider.yaml.schema.json")["properties"]["connection-types"]
+
+    jsonschema.validate(get_provider_info()["connection-types"], connection_types)
+    (only,) = get_provider_info()["connection-types"]
+    assert only == connection_type_info()
+    assert only["connection-type"] == PhotaHook.conn_type == "phota"
+    assert only["hook-name"] == PhotaHook.hook_name
+
+
+def test_declared_modules_and_hook_class_import() -> None:
+    import importlib
+
+    info = get_provider_info()
+    for section in ("hooks", "operators", "sensors", "triggers"):
+        for entry in info[section]:
+            for module in entry["python-modules"]:
+                importlib.import_module(module)
+    module_name, _, class_name = connection_type_info()["hook-class-name"].rpartition(".")
+    assert getattr(importlib.import_module(module_name), class_name) is PhotaHook
+
+
+def test_providers_manager_knows_the_provider_and_the_hook() -> None:
+    from airflow.providers_manager import ProvidersManager
+
+    manager = ProvidersManager()
+    assert "airflow-provider-phota" in manager.providers
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ProvidersManager.hooks is deprecated in favour of the task-sdk runtime
+        hook_info = manager.hooks["phota"]
+    assert hook_info is not None
+    assert hook_info.hook_class_name == "airflow_provider_phota.hooks.phota.PhotaHook"
+    assert hook_info.package_name == "airflow-provider-phota"
+    assert hook_info.connection_id_attribute_name == "phota_conn_id"
+    assert hook_info.connection_testable is True
+    assert manager.field_behaviours["phota"] == PhotaHook.get_ui_field_behaviour()
+
+
+def test_airflow_cli_lists_the_hook() -> None:
+    """What an operator sees: ``airflow providers hooks`` in a fresh process (AIRFLOW_HOME from conftest)."""
+    airflow_bin = Path(sys.executable).parent / "airflow"
+    result = subprocess.run(
+        [str(airflow_bin), "providers", "hooks", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "AIRFLOW__LOGGING__LOGGING_LEVEL": "ERROR"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    hooks = json.loads(result.stdout[result.stdout.index("[") :])
+    phota = [entry for entry in hooks if entry["connection_type"] == "phota"]
+    assert phota == [
+        {
+            "connection_type": "phota",
+            "class": "airflow_provider_phota.hooks.phota.PhotaHook",
+            "conn_id_attribute_name": "phota_conn_id",
+            "package_name": "airflow-provider-phota",
+            "hook_name": "Phota",
+        }
+    ]
+
+
+def test_ui_field_behaviour_matches_the_provider_info() -> None:
+    behaviour = PhotaHook.get_ui_field_behaviour()
+    declared = connection_type_info()["ui-field-behaviour"]
+
+    jsonschema.validate(behaviour, _schema("customized_form_field_behaviours.schema.json"))
+    assert behaviour == {
+        "hidden_fields": declared["hidden-fields"],
+        "relabeling": declared["relabeling"],
+        "placeholders": declared["placeholders"],
+    }
+    assert behaviour["relabeling"]["password"] == "API Key"
+    assert {"schema", "login"} <= set(behaviour["hidden_fields"])
+    assert "password" not in behaviour["hidden_fields"]
+    assert "host" not in behaviour["hidden_fields"]
+
+
+def test_conn_fields_are_exactly_the_extras_the_hook_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    declared = set(connection_type_info()["conn-fields"])
+    assert declared == set(RetryPolicy.EXTRA_FIELDS) | {"timeout", "connect_timeout"}
+
+    # And each declared field really changes the settings (a typo on either side would leave a default).
+    values = {"timeout": 11, "connect_timeout": 12, "max_attempts": 13, "retry_wait": 14, "retry_max_wait": 15,
+              "max_retry_after": 16}  # fmt: skip
+    assert set(values) == declared
+    settings = ConnectionSettings.from_connection(host=None, port=None, password="k", extras=values)
+    assert (settings.timeout, settings.connect_timeout) == (11.0, 12.0)
+    assert settings.retry == RetryPolicy(max_attempts=13, initial_wait=14.0, max_wait=15.0, max_retry_after=16.0)
+
+
+def test_conn_field_defaults_match_the_hooks_defaults() -> None:
+    fields = connection_type_info()["conn-fields"]
+    defaults = ConnectionSettings(base_url="x", api_key="k")
+    policy = RetryPolicy()
+    assert fields["timeout"]["schema"]["default"] == defaults.timeout
+    assert fields["connect_timeout"]["schema"]["default"] == defaults.connect_timeout
+    assert fields["max_attempts"]["schema"]["default"] == policy.max_attempts
+    assert fields["retry_wait"]["schema"]["default"] == policy.initial_wait
+    assert fields["retry_max_wait"]["schema"]["default"] == policy.max_wait
+    assert fields["max_retry_after"]["schema"]["default"] == policy.max_retry_after
+
+
+def test_fractional_extras_are_declared_as_numbers() -> None:
+    """Seconds may be fractional (retry_wait 0.5): a UI enforcing the schema must accept them."""
+    fields = connection_type_info()["conn-fields"]
+    for name in ("timeout", "connect_timeout", "retry_wait", "retry_max_wait", "max_retry_after"):
+        assert "number" in fields[name]["schema"]["type"], name
+    assert "integer" in fields["max_attempts"]["schema"]["type"]
+
+
+def test_form_widgets_come_from_the_conn_fields(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The legacy FAB form (Airflow < 3.2); the FAB/wtforms modules are stood in for, as Airflow 3 lacks them."""
+    import types
+
+    class Field:
+        def __init__(self, label: str, **kwargs: Any) -> None:
+            self.label, self.kwargs = label, kwargs
+
+    class IntegerField(Field): ...
+
+    class FloatField(Field): ...
+
+    fakes = {
+        "flask_appbuilder": types.ModuleType("flask_appbuilder"),
+        "flask_appbuilder.fieldwidgets": types.SimpleNamespace(BS3TextFieldWidget=lambda: "widget"),
+        "flask_babel": types.SimpleNamespace(lazy_gettext=lambda text: f"i18n:{text}"),
+        "wtforms": types.SimpleNamespace(IntegerField=IntegerField, FloatField=FloatField),
+        "wtforms.validators": types.SimpleNamespace(Optional=lambda: "optional"),
+    }
+    for name, module in fakes.items():
+        monkeypatch.setitem(sys.modules, name, module)
+
+    widgets = PhotaHook.get_connection_form_widgets()
+
+    fields = connection_type_info()["conn-fields"]
+    assert set(widgets) == set(fields)
+    for name, widget in widgets.items():
+        assert widget.label == f"i18n:{fields[name]['label']}"
+        assert widget.kwargs["description"] == fields[name]["description"]
+        assert widget.kwargs["validators"] == ["optional"]
+    assert isinstance(widgets["max_attempts"], IntegerField)
+    assert isinstance(widgets["retry_wait"], FloatField)  # seconds may be fractional
+
+
+def test_form_widgets_without_fab_are_empty(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "flask_appbuilder", None)
+    monkeypatch.setitem(sys.modules, "flask_appbuilder.fieldwidgets", None)
+    assert PhotaHook.get_connection_form_widgets() == {}
