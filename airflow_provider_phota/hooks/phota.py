@@ -303,14 +303,15 @@ class PhotaHook(BaseHook):
     def download(self, url: str, destination: str | os.PathLike[str] | ObjectStoragePath) -> int:
         """Stream a signed download URL to a file or storage path (atomically); returns the bytes written.
 
-        The body is streamed in 1 MiB chunks, so memory stays flat whatever the image size.
+        The body is streamed in 1 MiB chunks, so memory stays flat whatever the image size; a transfer cut midway
+        is retried whole and never leaves a partial file.
         """
         from airflow_provider_phota.storage import atomic_write, storage_path
 
         if not contract.is_http_url(url):
             _raise_if([Violation("url", f"{url!r} is not a download URL", "an http(s) URL")], "download")
-        with self.client.open_download(url) as response:
-            return atomic_write(storage_path(destination), response.iter_content(chunk_size=1024 * 1024))
+        target = storage_path(destination)
+        return self.client.download(url, lambda chunks: atomic_write(target, chunks))
 
     def get_webhook_secret(self) -> str:
         return self.client.send(contract.webhook_secret_request(), _webhook_secret)

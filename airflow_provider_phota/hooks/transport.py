@@ -39,7 +39,6 @@ from airflow_provider_phota.hooks.retry import Log, RetryPolicy
 
 if TYPE_CHECKING:
     import aiohttp
-    import requests
 
 
 def base_url_from(host: str | None, port: int | None = None) -> str:
@@ -141,6 +140,7 @@ def interpret(request: ApiRequest, status: int, headers: Mapping[str, str], cont
 
 
 T = TypeVar("T")
+DOWNLOAD_CHUNK_BYTES = 1024 * 1024
 
 
 def parsed(request: ApiRequest, response: ApiResponse, parse: Callable[[ApiResponse], T]) -> T:
@@ -216,24 +216,25 @@ class SyncClient:
         log_call(self.log, logging.INFO, request, response.status_code, started, request_id)
         return interpret(request, response.status_code, response.headers, content)
 
-    @contextmanager
-    def open_download(self, url: str) -> Iterator[requests.Response]:
-        """Stream a signed download URL. It carries its own token, so the API key is never sent with it."""
+    def download(self, url: str, consume: Callable[[Iterator[bytes]], T]) -> T:
+        """Stream a signed download URL into ``consume`` (which writes it somewhere), with the retry policy.
+
+        Each attempt is the whole transfer: a connection cut midway is retried from the start, and ``consume``
+        is expected to discard what it got (the atomic writer does). The URL carries its own token, so the API
+        key is never sent with it.
+        """
         request = ApiRequest("GET", urlsplit(url).path)
         for attempt in self.settings.retry.retrying(self.log):
             with attempt:
                 started = time.monotonic()
                 with self._translate_errors(request, started):
                     response = self.session.get(url, stream=True, timeout=self._timeout)
-                if response.status_code >= 400:
-                    content = response.content
-                    response.close()
-                    interpret(request, response.status_code, response.headers, content)
-                log_call(self.log, logging.INFO, request, response.status_code, started, None)
-        try:
-            yield response
-        finally:
-            response.close()
+                    with response:
+                        if response.status_code >= 400:
+                            interpret(request, response.status_code, response.headers, response.content)
+                        log_call(self.log, logging.INFO, request, response.status_code, started, None)
+                        return consume(response.iter_content(chunk_size=DOWNLOAD_CHUNK_BYTES))
+        raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
 
     @contextmanager
     def _translate_errors(self, request: ApiRequest, started: float) -> Iterator[None]:

@@ -1033,11 +1033,24 @@ class EmulatorApp:
 
     # -- signed downloads -----------------------------------------------------------------------------------------
 
-    async def download(self, request: web.Request) -> web.Response:
+    async def download(self, request: web.Request) -> web.StreamResponse:
+        """A signed download. Faults apply here too: a status, a delay, ``drop`` (closed before any byte) and
+        ``drop`` with ``after=True`` (half the body is sent, then the connection is cut mid-transfer)."""
         name = request.match_info["name"]
         status, size = 500, 0
         try:
             stored = self.state.open_file(name, request.query.get("token", ""), request.query.get("expires", ""))
+            fault = self.state.take_fault(request.method, request.path)
+            if fault is not None:
+                if fault.delay:
+                    await asyncio.sleep(fault.delay)
+                if fault.status or fault.malformed:
+                    response = self._fault_response(fault, request[REQUEST_ID])
+                    status = response.status
+                    return response
+                if fault.drop:
+                    status = 0
+                    return await self._cut_download(request, stored.data if fault.after else b"")
             status, size = 200, len(stored.data)
             return web.Response(body=stored.data, content_type=stored.content_type)
         except ApiError as error:
@@ -1046,6 +1059,17 @@ class EmulatorApp:
         finally:
             with self.state.lock:
                 self.state.downloads.append(Download(request.path, status, size, self.state.now()))
+
+    @staticmethod
+    async def _cut_download(request: web.Request, data: bytes) -> web.StreamResponse:
+        """Announce the whole body, send half of it, and close the connection: a transfer that dies midway."""
+        response = web.StreamResponse(headers={"Content-Length": str(len(data))})
+        if data:
+            await response.prepare(request)
+            await response.write(data[: len(data) // 2])
+        if request.transport is not None:
+            request.transport.abort()
+        return response
 
     # -- admin API (no key; same state methods as the in-process API) ---------------------------------------------
 
