@@ -12,7 +12,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -66,6 +66,25 @@ def atomic_write(destination: ObjectStoragePath, chunks: Iterable[bytes]) -> int
             partial.unlink(missing_ok=True)
         raise
     return written
+
+
+def write_json(destination: ObjectStoragePath, document: Any) -> str:
+    """Write a JSON document (a manifest) atomically; returns its URI."""
+    import json
+
+    atomic_write(destination, [json.dumps(document, indent=2).encode()])
+    return uri_of(destination)
+
+
+def copy_file(source: ObjectStoragePath, destination: ObjectStoragePath) -> int:
+    """Stream one stored file to another location (any backends), atomically; returns the bytes copied."""
+    with source.open("rb") as handle:  # type: ignore[no-untyped-call]
+        return atomic_write(destination, iter(lambda: handle.read(1 << 20), b""))
+
+
+def path_segment(text: str) -> str:
+    """``text`` made safe as one folder name on every backend (run ids contain ':' and '+')."""
+    return "".join(char if char.isalnum() or char in "._-" else "-" for char in text).strip("-.") or "_"
 
 
 def uri_of(path: ObjectStoragePath) -> str:

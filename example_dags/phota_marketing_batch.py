@@ -14,10 +14,11 @@ import pendulum
 from airflow.sdk import Asset, Param, dag, task
 
 from airflow_provider_phota.operators.images import PhotaGenerateOperator
+from airflow_provider_phota.storage import path_segment
 
 POLL_SECONDS = float(os.environ.get("PHOTA_EXAMPLE_POLL_SECONDS", "10"))
 CAMPAIGN_RENDERS = Asset("phota://examples/marketing/renders")
-RUN_FOLDER = "{{ run_id | replace(':', '') | replace('+', '') }}"
+RUN_FOLDER = "{{ run_id | path_segment }}"  # one storage-safe folder per run; the filter is registered on the DAG
 CAMPAIGN_COLUMNS = ("profile_tag", "prompt", "aspect_ratio", "resolution", "count")
 
 
@@ -44,6 +45,7 @@ def parse_campaign(text: str, *, is_json: bool) -> list[dict[str, str]]:
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     tags=["phota", "example"],
+    user_defined_filters={"path_segment": path_segment},
     params={
         "campaign_uri": Param("file:///tmp/phota-demo/campaign.csv", type="string", description="CSV or JSON rows"),
         "output_uri": Param("file:///tmp/phota-demo/campaigns", type="string"),
@@ -98,18 +100,14 @@ def phota_marketing_batch() -> None:
         outlet_events: Any = None,
     ) -> dict[str, Any]:
         """One manifest and ONE asset event for the whole batch, so the publish DAG runs once per campaign."""
-        import json
+        from airflow_provider_phota.storage import storage_path, uri_of, write_json
 
-        from airflow_provider_phota.storage import atomic_write, storage_path, uri_of
-
-        assert params is not None
-        assert outlet_events is not None
-        folder = storage_path(params["output_uri"]) / run_id.replace(":", "").replace("+", "")
+        assert params is not None and run_id is not None and outlet_events is not None  # injected by Airflow
+        folder = storage_path(params["output_uri"]) / path_segment(run_id)
         entries = [dict(summaries[i]) for i in range(len(summaries))]  # indexed: see the subject pipeline
-        manifest = folder / "manifest.json"
-        atomic_write(manifest, [json.dumps({"renders": entries}, indent=2).encode()])
+        manifest_uri = write_json(folder / "manifest.json", {"renders": entries})
         result = {
-            "manifest_uri": uri_of(manifest),
+            "manifest_uri": manifest_uri,
             "rows": len(entries),
             "images": sum(entry["count"] for entry in entries),
             "output_prefix": uri_of(folder),

@@ -17,6 +17,7 @@ import pendulum
 from airflow.sdk import Asset, Param, dag, task
 
 from airflow_provider_phota.operators.profile import PhotaCreateProfileOperator, PhotaDeleteProfileOperator
+from airflow_provider_phota.storage import path_segment
 
 POLL_SECONDS = float(os.environ.get("PHOTA_EXAMPLE_POLL_SECONDS", "30"))
 SUBJECT = "demo-subject"
@@ -34,6 +35,7 @@ def current_profile_variable(subject: str) -> str:
     catchup=False,
     max_active_runs=1,
     tags=["phota", "example"],
+    user_defined_filters={"path_segment": path_segment},
     params={
         "subject": Param(SUBJECT, type="string", minLength=1, maxLength=64),
         "photos_uri": Param("file:///tmp/phota-demo/photos", type="string"),
@@ -55,7 +57,7 @@ def phota_scheduled_retraining() -> None:
     trained = PhotaCreateProfileOperator(
         task_id="train_profile",
         image_urls=gather_photos(),
-        tag="{{ params.subject }}-{{ run_id | replace(':', '') | replace('+', '') }}",
+        tag="{{ params.subject }}-{{ run_id | path_segment }}",
         training_tier="{{ params.training_tier }}",
         wait_for_ready=True,
         deferrable=True,

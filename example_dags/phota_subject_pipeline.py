@@ -17,12 +17,13 @@ from airflow.sdk import Asset, Param, dag, task
 from airflow_provider_phota.operators.images import PhotaEnhanceOperator, PhotaGenerateOperator
 from airflow_provider_phota.operators.profile import PhotaCreateProfileOperator
 from airflow_provider_phota.sensors.phota import ProfileReadySensor
+from airflow_provider_phota.storage import path_segment
 
 # The service suggests polling every 10-30 s; the demo and the tests use a shorter interval.
 POLL_SECONDS = float(os.environ.get("PHOTA_EXAMPLE_POLL_SECONDS", "15"))
 PUBLISHED = Asset("phota://examples/subject-pipeline/published")
-# Storage-safe folder per DAG run (run ids contain ':' and '+').
-RUN_FOLDER = "{{ run_id | replace(':', '') | replace('+', '') }}"
+# One storage-safe folder per DAG run (run ids contain ':' and '+'); the filter is registered on the DAG.
+RUN_FOLDER = "{{ run_id | path_segment }}"
 STYLES = [
     "A professional studio portrait of {subject}, soft key light, grey backdrop",
     "{subject} hiking on a mountain ridge at golden hour, cinematic",
@@ -35,6 +36,7 @@ STYLES = [
     start_date=pendulum.datetime(2026, 1, 1, tz="UTC"),
     catchup=False,
     tags=["phota", "example"],
+    user_defined_filters={"path_segment": path_segment},
     params={
         "subject": Param("demo-subject", type="string", minLength=1, maxLength=100),
         "photos_uri": Param("file:///tmp/phota-demo/photos", type="string", description="Folder or prefix of photos"),
@@ -118,13 +120,10 @@ def phota_subject_pipeline() -> None:
         outlet_events: Any = None,
     ) -> dict[str, Any]:
         """Copy every output to the publish location, write manifest.json, and announce it on the Asset."""
-        assert params is not None
-        assert outlet_events is not None
-        import json
+        from airflow_provider_phota.storage import copy_file, storage_path, uri_of, write_json
 
-        from airflow_provider_phota.storage import atomic_write, storage_path, uri_of
-
-        target = storage_path(params["publish_uri"]) / run_id.replace(":", "").replace("+", "")
+        assert params is not None and run_id is not None and outlet_events is not None  # injected by Airflow
+        target = storage_path(params["publish_uri"]) / path_segment(run_id)
         entries = []
         sources = [("variation", prompts[i], variations[i]) for i in range(len(variations))]
         sources.append(("final", "enhanced best variation", final))
@@ -132,13 +131,11 @@ def phota_subject_pipeline() -> None:
             for uri in summary["output_uris"]:
                 source = storage_path(uri)
                 published = target / f"{kind}-{source.name}"
-                with source.open("rb") as handle:
-                    size = atomic_write(published, iter(lambda: handle.read(1 << 20), b""))
+                size = copy_file(source, published)
                 entries.append({"kind": kind, "prompt": prompt, "source_uri": uri, "uri": uri_of(published),
                                 "bytes": size, "known_subjects": summary["known_subjects"]})  # fmt: skip
-        manifest = target / "manifest.json"
-        atomic_write(manifest, [json.dumps({"subject": params["subject"], "images": entries}, indent=2).encode()])
-        result = {"manifest_uri": uri_of(manifest), "count": len(entries), "subject": params["subject"]}
+        manifest_uri = write_json(target / "manifest.json", {"subject": params["subject"], "images": entries})
+        result = {"manifest_uri": manifest_uri, "count": len(entries), "subject": params["subject"]}
         outlet_events[PUBLISHED].extra = result
         return result
 

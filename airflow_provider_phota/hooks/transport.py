@@ -93,12 +93,15 @@ class ConnectionSettings:
             retry=RetryPolicy.from_extras(extras, retry),
         )
 
-    def url(self, request: ApiRequest) -> str:
-        return self.base_url + request.path
-
-    @property
-    def auth_headers(self) -> dict[str, str]:
-        return {API_KEY_HEADER: self.api_key}
+    def http_arguments(self, request: ApiRequest) -> dict[str, Any]:
+        """What both HTTP clients pass for an API request: method, URL, JSON body, query and the key header."""
+        return {
+            "method": request.method,
+            "url": self.base_url + request.path,
+            "json": request.json,
+            "params": request.params,
+            "headers": {API_KEY_HEADER: self.api_key},
+        }
 
 
 @dataclass(frozen=True)
@@ -203,14 +206,7 @@ class SyncClient:
     def send_once(self, request: ApiRequest) -> ApiResponse:
         started = time.monotonic()
         with self._translate_errors(request, started):
-            response = self.session.request(
-                request.method,
-                self.settings.url(request),
-                json=request.json,
-                params=request.params,
-                headers=self.settings.auth_headers,
-                timeout=self._timeout,
-            )
+            response = self.session.request(**self.settings.http_arguments(request), timeout=self._timeout)
             content = response.content
         request_id = response.headers.get(REQUEST_ID_HEADER)
         log_call(self.log, logging.INFO, request, response.status_code, started, request_id)
@@ -362,14 +358,7 @@ class AsyncClient:
 
         started = time.monotonic()
         try:
-            async with self.session.request(
-                request.method,
-                self.settings.url(request),
-                json=request.json,
-                params=request.params,
-                headers=self.settings.auth_headers,
-                timeout=self._timeout,
-            ) as response:
+            async with self.session.request(**self.settings.http_arguments(request), timeout=self._timeout) as response:
                 content = await response.read()
                 status, headers = response.status, response.headers
         except aiohttp.ClientConnectorError as error:

@@ -132,8 +132,10 @@ class ProfileReadySensor(PhotaHookMixin, BaseSensorOperator):
         try:
             state = check_profile(self.hook, self.profile_id)
         except AirflowFailException as error:
-            if self.soft_fail:
-                raise AirflowSkipException(f"Skipping (soft_fail): {error}") from error
+            # As BaseSensorOperator.execute treats a failed poke in poke/reschedule mode.
+            if self.soft_fail or self.never_fail:
+                flag = "soft_fail" if self.soft_fail else "never_fail"
+                raise AirflowSkipException(f"Skipping ({flag}): {error}") from error
             raise
         if state is not None:
             self.log.info("Profile %s is already READY", self.profile_id)

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 if TYPE_CHECKING:
     from airflow_provider_phota.testing.emulator import PhotaEmulator
+
+ConnectionFactory = Callable[..., str]
+EmulatorFactory = Callable[..., "PhotaEmulator"]
 
 LIVE_KEY_ENV = "PHOTA_API_KEY"
 CONN_ID = "phota_default"
@@ -74,8 +77,64 @@ def phota_emulator(phota_emulator_session: PhotaEmulator) -> PhotaEmulator:
 
 
 @pytest.fixture
-def phota_conn_id(phota_emulator: PhotaEmulator, monkeypatch: pytest.MonkeyPatch) -> str:
+def phota_connection(phota_emulator: PhotaEmulator, monkeypatch: pytest.MonkeyPatch) -> ConnectionFactory:
+    """Point an Airflow connection (via the environment) at an emulator, with chosen extras; returns its id.
+
+    ``phota_connection(max_attempts=3, retry_wait=0.01)`` gives fast retries for fault tests;
+    ``phota_connection(emulator=other, conn_id="phota_slow")`` targets another emulator.
+    """
+
+    def connect(
+        conn_id: str = CONN_ID, *, emulator: PhotaEmulator | None = None, api_key: str | None = None, **extra: Any
+    ) -> str:
+        target = emulator or phota_emulator
+        connection: dict[str, Any] = {"conn_type": "phota", "host": target.base_url,
+                                      "password": target.api_key if api_key is None else api_key}  # fmt: skip
+        if extra:
+            connection["extra"] = extra
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(connection))
+        return conn_id
+
+    return connect
+
+
+@pytest.fixture
+def phota_conn_id(phota_connection: ConnectionFactory) -> str:
     """An Airflow connection ``phota_default`` (via the environment) that points at the emulator."""
-    connection = {"conn_type": "phota", "host": phota_emulator.base_url, "password": phota_emulator.api_key}
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN_ID.upper()}", json.dumps(connection))
-    return CONN_ID
+    return phota_connection()
+
+
+@pytest.fixture(scope="session")
+def _phota_extra_emulators() -> Iterator[dict[tuple[float, float, str], PhotaEmulator]]:
+    running: dict[tuple[float, float, str], PhotaEmulator] = {}
+    yield running
+    for emulator in running.values():
+        emulator.stop()
+
+
+@pytest.fixture
+def phota_emulator_factory(
+    _phota_extra_emulators: dict[tuple[float, float, str], PhotaEmulator],
+) -> EmulatorFactory:
+    """Another emulator with its own timings, e.g. ``phota_emulator_factory(training_seconds=3600,
+    job_seconds=3600)``: nothing finishes unless the test moves its clock (``advance``, ``set_profile_outcome``),
+    so waits are decided by the test, not by a race. One server per distinct setting per session; its state is
+    reset the first time a test asks for it."""
+    from airflow_provider_phota.testing.emulator import PhotaEmulator
+
+    reset_in_this_test: set[tuple[float, float, str]] = set()
+
+    def make(*, training_seconds: float, job_seconds: float, api_key: str = "test-key") -> PhotaEmulator:
+        key = (training_seconds, job_seconds, api_key)
+        if key not in _phota_extra_emulators:
+            _phota_extra_emulators[key] = PhotaEmulator(
+                api_key=api_key, training_seconds=training_seconds, job_seconds=job_seconds,
+                deliver_callbacks_over_http=True,
+            ).start()  # fmt: skip
+        emulator = _phota_extra_emulators[key]
+        if key not in reset_in_this_test:
+            emulator.reset()
+            reset_in_this_test.add(key)
+        return emulator
+
+    return make

@@ -23,21 +23,14 @@ def emu(phota_emulator: PhotaEmulator) -> PhotaEmulator:
     return phota_emulator
 
 
-@pytest.fixture(scope="session")
-def slow_emulator_session() -> Iterator[PhotaEmulator]:
-    """A second emulator whose profiles train for 100 s and jobs run for 100 s on its clock.
+@pytest.fixture
+def slow_emu(phota_emulator_factory: Callable[..., PhotaEmulator]) -> PhotaEmulator:
+    """An emulator whose profiles train for 100 s and jobs run for 100 s on its clock.
 
     Tests that look at an intermediate state move its clock with ``advance``; on the shared emulator (1 s of
     training) the real time a loaded machine takes between two calls could skip a state.
     """
-    with PhotaEmulator(api_key="slow-key", training_seconds=100.0, job_seconds=100.0) as emulator:
-        yield emulator
-
-
-@pytest.fixture
-def slow_emu(slow_emulator_session: PhotaEmulator) -> PhotaEmulator:
-    slow_emulator_session.reset()
-    return slow_emulator_session
+    return phota_emulator_factory(training_seconds=100.0, job_seconds=100.0, api_key="slow-key")
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from hook_helpers import API
 
-from airflow_provider_phota.contract import DEFAULT_BASE_URL
+from airflow_provider_phota.contract import DEFAULT_BASE_URL, profile_status_request
 from airflow_provider_phota.exceptions import PhotaError
 from airflow_provider_phota.hooks.phota import PhotaHook
 from airflow_provider_phota.hooks.retry import RetryPolicy
@@ -58,7 +58,9 @@ def test_defaults_for_a_bare_connection(monkeypatch: pytest.MonkeyPatch) -> None
     assert settings.timeout == 660.0
     assert settings.connect_timeout == 10.0
     assert settings.retry == RetryPolicy() == RetryPolicy(5, 1.0, 30.0, 120.0)
-    assert settings.auth_headers == {"X-API-Key": "k"}
+    arguments = settings.http_arguments(profile_status_request("prof_1"))
+    assert arguments["headers"] == {"X-API-Key": "k"}
+    assert arguments["url"] == f"{DEFAULT_BASE_URL}/v1/phota/profiles/prof_1/status"
 
 
 def test_host_and_port_fields(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +20,9 @@ MAX_ATTEMPTS = 3
 
 
 @pytest.fixture
-def conn(phota_emulator: PhotaEmulator, monkeypatch: pytest.MonkeyPatch) -> PhotaEmulator:
+def conn(phota_emulator: PhotaEmulator, phota_connection: Callable[..., str]) -> PhotaEmulator:
     """The emulator behind ``phota_default``, with fast retries so fault tests take milliseconds."""
-    extra = {"retry_wait": 0.01, "retry_max_wait": 0.05, "max_attempts": MAX_ATTEMPTS}
-    connection = {"conn_type": "phota", "host": phota_emulator.base_url, "password": phota_emulator.api_key}
-    monkeypatch.setenv("AIRFLOW_CONN_PHOTA_DEFAULT", json.dumps({**connection, "extra": extra}))
+    phota_connection(retry_wait=0.01, retry_max_wait=0.05, max_attempts=MAX_ATTEMPTS)
     return phota_emulator
 
 

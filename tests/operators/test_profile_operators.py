@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Callable
 
 import pytest
 from dagrun_support import return_value, run_dag, task_states, try_numbers
@@ -18,10 +18,9 @@ STANDARD_URLS = [f"https://example.com/subject/{i}.jpg" for i in range(12)]
 
 
 @pytest.fixture
-def conn(phota_emulator: PhotaEmulator, monkeypatch: pytest.MonkeyPatch) -> PhotaEmulator:
-    extra = {"retry_wait": 0.01, "retry_max_wait": 0.05, "max_attempts": MAX_ATTEMPTS}
-    connection = {"conn_type": "phota", "host": phota_emulator.base_url, "password": phota_emulator.api_key}
-    monkeypatch.setenv("AIRFLOW_CONN_PHOTA_DEFAULT", json.dumps({**connection, "extra": extra}))
+def conn(phota_emulator: PhotaEmulator, phota_connection: Callable[..., str]) -> PhotaEmulator:
+    """The emulator behind ``phota_default``, with fast retries so fault tests take milliseconds."""
+    phota_connection(retry_wait=0.01, retry_max_wait=0.05, max_attempts=MAX_ATTEMPTS)
     return phota_emulator
 
 

@@ -1,24 +1,22 @@
-"""Fixtures of the sensor and deferral tests: an emulator whose clock only the test moves, fast retries."""
+"""Fixtures of the sensor and deferral tests: an emulator whose clock only the test moves, and a fast-retry connection.
+
+Training and jobs take an hour of emulator time here, so nothing finishes unless a test says so
+(``emu.advance``, ``emu.set_profile_outcome``): the waits are decided by the test, not by a race.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
-from sensor_helpers import SLOW_SECONDS, connection_json
+from sensor_helpers import FAST_RETRIES, SLOW_SECONDS
 
 from airflow_provider_phota.testing import PhotaEmulator
 
 
-@pytest.fixture(scope="module")
-def slow_emulator() -> Iterator[PhotaEmulator]:
-    with PhotaEmulator(api_key="sensor-test-key", training_seconds=SLOW_SECONDS, job_seconds=SLOW_SECONDS) as emu:
-        yield emu
-
-
 @pytest.fixture
-def emu(slow_emulator: PhotaEmulator, monkeypatch: pytest.MonkeyPatch) -> PhotaEmulator:
-    """The module's emulator, reset, with ``phota_default`` pointing at it (3 attempts, 10-50 ms backoff)."""
-    slow_emulator.reset()
-    monkeypatch.setenv("AIRFLOW_CONN_PHOTA_DEFAULT", connection_json(slow_emulator))
-    return slow_emulator
+def emu(phota_emulator_factory: Callable[..., PhotaEmulator], phota_connection: Callable[..., str]) -> PhotaEmulator:
+    """A reset slow emulator with ``phota_default`` pointing at it (3 attempts, 10-50 ms backoff)."""
+    emulator = phota_emulator_factory(training_seconds=SLOW_SECONDS, job_seconds=SLOW_SECONDS)
+    phota_connection(emulator=emulator, **FAST_RETRIES)
+    return emulator

@@ -2,21 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from types import SimpleNamespace
 from typing import Any
-
-from airflow_provider_phota.testing import PhotaEmulator
 
 CONN_ID = "phota_default"
 FAST_RETRIES = {"retry_wait": 0.01, "retry_max_wait": 0.05, "max_attempts": 3}
 SLOW_SECONDS = 3600.0  # training and job time of the tests' emulator: only emu.advance() finishes them
 URLS = [f"https://example.com/p/{i}.jpg" for i in range(10)]
 STATUS_GLOB = "/v1/phota/profiles/*/status"
-
-
-def connection_json(emu: PhotaEmulator) -> str:
-    return json.dumps({"conn_type": "phota", "host": emu.base_url, "password": emu.api_key, "extra": FAST_RETRIES})
 
 
 def make_context(task_id: str = "task", *, map_index: int = -1) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from trigger_helpers import CONN_ID, connection_json
+from trigger_helpers import CONN_ID, FAST_RETRIES
 
 from airflow_provider_phota.contract import Endpoint, ErrorType, ProfileState
 from airflow_provider_phota.hooks import transport
@@ -316,10 +316,10 @@ async def test_profile_deleted_while_waiting_is_an_error_not_a_wait_until_the_de
 
 
 async def test_wrong_api_key_is_one_error_event_that_does_not_leak_the_key(
-    emu: PhotaEmulator, monkeypatch: pytest.MonkeyPatch
+    emu: PhotaEmulator, phota_connection: Callable[..., str]
 ) -> None:
     profile_id = create_profile()
-    monkeypatch.setenv("AIRFLOW_CONN_PHOTA_DEFAULT", connection_json(emu, password="sk-wrong-secret-1234"))
+    phota_connection(emulator=emu, api_key="sk-wrong-secret-1234", **FAST_RETRIES)
 
     events = await collect(ProfileReadyTrigger(profile_id, CONN_ID, FAST, in_(10)))
 
