@@ -53,7 +53,3 @@ __all__ = [
     "conf",
 ]
 
-
-def default_deferrable() -> bool:
-    """``[operators] default_deferrable``, the switch Airflow users expect every deferrable operator to honour."""
-    return conf.getboolean("operators", "default_deferrable", fallback=False)

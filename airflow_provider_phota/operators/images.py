@@ -28,7 +28,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow_provider_phota import contract
-from airflow_provider_phota._compat import AirflowException, BaseOperator, Context, default_deferrable
+from airflow_provider_phota._compat import AirflowException, BaseOperator, Context
 from airflow_provider_phota.contract import Endpoint, ImageResult, JobState, Violation
 from airflow_provider_phota.exceptions import PhotaJobFailedError, PhotaValidationError
 from airflow_provider_phota.operators.base import (
@@ -118,7 +118,7 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
         output_format: str = "png",
         response_mode: str | None = None,
         mode: str = "async",
-        deferrable: bool | None = None,
+        deferrable: bool = True,
         poll_interval: float = 5.0,
         job_timeout: float = 3600.0,
         client_request_id: str | None = None,
@@ -130,7 +130,7 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
         self.output_format = output_format
         self.response_mode = response_mode
         self.mode = mode
-        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.deferrable = deferrable
         self.poll_interval = poll_interval
         self.job_timeout = job_timeout
         self.client_request_id = client_request_id

@@ -7,7 +7,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_phota import contract
-from airflow_provider_phota._compat import AirflowException, BaseOperator, Context, default_deferrable
+from airflow_provider_phota._compat import AirflowException, BaseOperator, Context
 from airflow_provider_phota.exceptions import PhotaValidationError
 from airflow_provider_phota.operators.base import (
     DEFAULT_CONN_ID,
@@ -65,7 +65,7 @@ class PhotaCreateProfileOperator(PhotaHookMixin, BaseOperator):
         training_tier: str = "standard",
         reuse_existing: bool = True,
         wait_for_ready: bool = False,
-        deferrable: bool | None = None,
+        deferrable: bool = True,
         poll_interval: float = 30.0,
         wait_timeout: float = 2 * 3600.0,
         phota_conn_id: str = DEFAULT_CONN_ID,
@@ -77,7 +77,7 @@ class PhotaCreateProfileOperator(PhotaHookMixin, BaseOperator):
         self.training_tier = training_tier
         self.reuse_existing = reuse_existing
         self.wait_for_ready = wait_for_ready
-        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.deferrable = deferrable
         self.poll_interval = poll_interval
         self.wait_timeout = wait_timeout
         self.phota_conn_id = phota_conn_id

@@ -22,7 +22,6 @@ from airflow_provider_phota._compat import (
     BaseSensorOperator,
     Context,
     PokeReturnValue,
-    default_deferrable,
 )
 from airflow_provider_phota.events import EVENT_FAILED, EVENT_SUCCESS, EVENT_TIMEOUT
 from airflow_provider_phota.operators.base import (
@@ -97,9 +96,9 @@ class ProfileReadySensor(PhotaHookMixin, BaseSensorOperator):
 
     :param profile_id: the profile to wait for (templated; typically the create operator's XCom).
     :param phota_conn_id: the Phota connection.
-    :param deferrable: wait on the triggerer instead of in a worker slot (default: the
-        ``[operators] default_deferrable`` setting). The profile is checked once before deferring, so a READY
-        profile never defers.
+    :param deferrable: wait on the triggerer instead of in a worker slot (the default). Set ``False`` where no
+        triggerer runs, with ``mode="reschedule"`` to free the slot between pokes. The profile is checked once
+        before deferring, so a READY profile never defers.
     :param poke_interval: seconds between status checks (the service suggests 10-30 s).
     :param timeout: seconds to wait in all (default two hours).
     """
@@ -112,7 +111,7 @@ class ProfileReadySensor(PhotaHookMixin, BaseSensorOperator):
         *,
         profile_id: str,
         phota_conn_id: str = DEFAULT_CONN_ID,
-        deferrable: bool | None = None,
+        deferrable: bool = True,
         poke_interval: float = 30,
         timeout: float = DEFAULT_WAIT_TIMEOUT_SECONDS,
         **kwargs: Any,
@@ -120,7 +119,7 @@ class ProfileReadySensor(PhotaHookMixin, BaseSensorOperator):
         super().__init__(poke_interval=poke_interval, timeout=timeout, **kwargs)
         self.profile_id = profile_id
         self.phota_conn_id = phota_conn_id
-        self.deferrable = default_deferrable() if deferrable is None else deferrable
+        self.deferrable = deferrable
 
     def poke(self, context: Context) -> PokeReturnValue:
         state = check_profile(self.hook, self.profile_id)

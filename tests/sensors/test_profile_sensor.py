@@ -134,12 +134,15 @@ def test_transient_errors_before_deferring_stay_retryable(emu: PhotaEmulator) ->
     assert status_gets(emu) == 3
 
 
-def test_default_deferrable_follows_the_airflow_setting(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "True")
+def test_waits_are_deferrable_unless_turned_off() -> None:
+    """Training takes ~20 minutes: waiting on the triggerer is the default, deferrable=False opts out."""
+    from airflow_provider_phota.operators.images import PhotaGenerateOperator
+    from airflow_provider_phota.operators.profile import PhotaCreateProfileOperator
+
     assert ProfileReadySensor(task_id="a", profile_id="p").deferrable is True
-    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "False")
-    assert ProfileReadySensor(task_id="b", profile_id="p").deferrable is False
-    assert ProfileReadySensor(task_id="c", profile_id="p", deferrable=True).deferrable is True
+    assert ProfileReadySensor(task_id="b", profile_id="p", deferrable=False).deferrable is False
+    assert PhotaCreateProfileOperator(task_id="c", image_urls=[]).deferrable is True
+    assert PhotaGenerateOperator(task_id="d", prompt="x").deferrable is True
 
 
 # --- poke and reschedule modes -----------------------------------------------------------------------------------
