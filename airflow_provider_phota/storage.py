@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
+    from airflow_provider_phota.contract import Violation
+
 PARTIAL_MARKER = ".partial-"
 
 
@@ -32,21 +34,25 @@ def storage_path(location: str | os.PathLike[str] | ObjectStoragePath) -> Object
     return ObjectStoragePath(text)
 
 
-def validate_storage_uri(field: str, location: object) -> str | None:
-    """A message naming ``field`` when ``location`` cannot be an output location; ``None`` when it can."""
+STORAGE_LOCATIONS = "a local path or a URI such as file:///data/out or s3://conn_id@bucket/prefix"
+
+
+def validate_storage_uri(field: str, location: object) -> Violation | None:
+    """What is wrong with ``location`` as a storage location, naming ``field``; ``None`` when it can be one."""
+    from airflow_provider_phota.contract import Violation
+
     if not isinstance(location, str | os.PathLike) or not os.fspath(location).strip():
-        allowed = "a local path or a URI such as file:///data/out or s3://conn@bucket/prefix"
-        return f"{field}: {location!r} is not a storage location (allowed: {allowed})"
+        return Violation(field, f"{location!r} is not a storage location", STORAGE_LOCATIONS)
     text = os.fspath(location)
     if "://" in text:
         scheme, _, rest = text.partition("://")
         if not scheme.replace("+", "").replace("-", "").isalnum() or not rest.strip("/"):
-            return f"{field}: {text!r} is not a valid URI (allowed: scheme://[conn_id@]bucket/prefix)"
+            return Violation(field, f"{text!r} is not a valid URI", "scheme://[conn_id@]bucket/prefix")
         from airflow.sdk.io.fs import has_fs
         from fsspec.registry import known_implementations
 
         if scheme not in known_implementations and not has_fs(scheme):
-            return f"{field}: unknown storage scheme {scheme!r} (allowed: file, s3, gs, abfs, ... any fsspec protocol)"
+            return Violation(field, f"unknown storage scheme {scheme!r}", "file, s3, gs, abfs, ... any fsspec protocol")
     return None
 
 

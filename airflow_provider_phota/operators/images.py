@@ -79,7 +79,7 @@ def classify_image(field: str, value: Any) -> tuple[str, Any] | Violation:
     Accepted: an http(s) URL, a base64 string, an ``ObjectStoragePath``, a storage URI (``s3://...``,
     ``file://...``) or a local file path.
     """
-    from airflow_provider_phota.storage import storage_path
+    from airflow_provider_phota.storage import storage_path, validate_storage_uri
 
     allowed = "an http(s) URL, a base64 image, a local file path or a storage URI (file://, s3://, ...)"
     if hasattr(value, "protocol") and hasattr(value, "read_bytes"):  # an ObjectStoragePath
@@ -92,10 +92,7 @@ def classify_image(field: str, value: Any) -> tuple[str, Any] | Violation:
             ("url", text) if contract.is_http_url(text) else Violation(field, f"{text!r} is a malformed URL", allowed)
         )
     if "://" in text[:24]:
-        from airflow_provider_phota.storage import validate_storage_uri
-
-        problem = validate_storage_uri(field, text)
-        return Violation(field, problem.split(": ", 1)[1], allowed) if problem else ("path", storage_path(text))
+        return validate_storage_uri(field, text) or ("path", storage_path(text))
     if len(text) < 4096 and (text.startswith(("/", "~", "./", "../")) or os.path.exists(text)):
         return ("path", storage_path(text))
     if _looks_like_base64(text):
@@ -153,7 +150,7 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
         if self.output_path is not None:
             problem = validate_storage_uri("output_path", self.output_path)
             if problem:
-                problems.append(Violation("output_path", problem.split(": ", 1)[1]))
+                problems.append(problem)
         return problems
 
     def _raw_options(self) -> dict[str, Any]:
@@ -176,22 +173,21 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
             value = options.get(name)
             if value is None:
                 continue
-            items = value if name == "images" and isinstance(value, list | tuple) else None
-            if name == "images" and items is None:
+            if name != "images":
+                resolved[name] = self._resolve_image(name, value, problems)
+            elif isinstance(value, list):  # list arguments are normalised by _raw_options
+                resolved[name] = [self._resolve_image(f"images[{i}]", item, problems) for i, item in enumerate(value)]
+            else:
                 problems.append(Violation("images", f"must be a list, got {type(value).__name__}", "a list of images"))
-                continue
-            references = (
-                [(f"{name}[{i}]", item) for i, item in enumerate(items)] if items is not None else [(name, value)]
-            )
-            encoded = []
-            for field, item in references:
-                kind = classify_image(field, item)
-                if isinstance(kind, Violation):
-                    problems.append(kind)
-                    continue
-                encoded.append(kind[1] if kind[0] != "path" else self._read_image(field, kind[1], problems))
-            resolved[name] = encoded if items is not None else (encoded[0] if encoded else value)
         return resolved
+
+    def _resolve_image(self, field: str, value: Any, problems: list[Violation]) -> Any:
+        kind = classify_image(field, value)
+        if isinstance(kind, Violation):
+            problems.append(kind)
+            return value
+        category, reference = kind
+        return self._read_image(field, reference, problems) if category == "path" else reference
 
     @staticmethod
     def _read_image(field: str, path: ObjectStoragePath, problems: list[Violation]) -> str:
