@@ -7,14 +7,18 @@ bodies. Never retried: 400/401/402/403/404/422, which fail the same way every ti
 
 from __future__ import annotations
 
+import asyncio
 import random
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import tenacity
 
 from airflow_provider_phota.exceptions import PhotaRateLimitError, is_retryable
+
+T = TypeVar("T")
 
 
 class Log(Protocol):
@@ -68,23 +72,23 @@ class RetryPolicy:
         ceiling = min(self.max_wait, self.initial_wait * 2 ** (attempt_number - 1))
         return random.uniform(self.initial_wait / 2, max(ceiling, self.initial_wait / 2))
 
-    def _tenacity_kwargs(self, retry_if: Callable[[BaseException], bool], log: Log) -> dict[str, Any]:
+    def _announce(self, attempt_number: int, error: BaseException | None, seconds: float, log: Log) -> None:
+        log.warning("Phota call failed (attempt %d of %d): %s; retrying in %.1f s", attempt_number,
+                    self.max_attempts, error, seconds)  # fmt: skip
+
+    def _tenacity_kwargs(
+        self, retry_if: Callable[[BaseException], bool], log: Log, *, attempts_done: int = 0
+    ) -> dict[str, Any]:
         def wait(state: tenacity.RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome else None
-            return self.wait_seconds(state.attempt_number, error)
+            return self.wait_seconds(state.attempt_number + attempts_done, error)
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
-            log.warning(
-                "Phota call failed (attempt %d of %d): %s; retrying in %.1f s",
-                state.attempt_number,
-                self.max_attempts,
-                error,
-                state.upcoming_sleep,
-            )
+            self._announce(state.attempt_number + attempts_done, error, state.upcoming_sleep, log)
 
         return {
-            "stop": tenacity.stop_after_attempt(self.max_attempts),
+            "stop": tenacity.stop_after_attempt(self.max_attempts - attempts_done),
             "wait": wait,
             "retry": tenacity.retry_if_exception(retry_if),
             "before_sleep": before_sleep,
@@ -94,7 +98,34 @@ class RetryPolicy:
     def retrying(self, log: Log, retry_if: Callable[[BaseException], bool] = is_retryable) -> tenacity.Retrying:
         return tenacity.Retrying(**self._tenacity_kwargs(retry_if, log))
 
-    def async_retrying(
-        self, log: Log, retry_if: Callable[[BaseException], bool] = is_retryable
-    ) -> tenacity.AsyncRetrying:
-        return tenacity.AsyncRetrying(**self._tenacity_kwargs(retry_if, log))
+    def call(self, attempt: Callable[[], T], log: Log, retry_if: Callable[[BaseException], bool] = is_retryable) -> T:
+        """Run ``attempt`` under the policy.
+
+        The first try runs bare: success is the common case, and building tenacity's state for every call costs
+        more than parsing the answer. After a retryable failure, tenacity runs the remaining attempts with the same
+        waits and log lines, so the policy behaves exactly as if tenacity had run from the start.
+        """
+        try:
+            return attempt()
+        except Exception as error:
+            if self.max_attempts == 1 or not retry_if(error):
+                raise
+            seconds = self.wait_seconds(1, error)
+            self._announce(1, error, seconds, log)
+        time.sleep(seconds)
+        return tenacity.Retrying(**self._tenacity_kwargs(retry_if, log, attempts_done=1))(attempt)
+
+    async def acall(
+        self, attempt: Callable[[], Awaitable[T]], log: Log, retry_if: Callable[[BaseException], bool] = is_retryable
+    ) -> T:
+        """:meth:`call` for coroutines: the same policy, sleeping with ``asyncio.sleep``."""
+        try:
+            return await attempt()
+        except Exception as error:
+            if self.max_attempts == 1 or not retry_if(error):
+                raise
+            seconds = self.wait_seconds(1, error)
+            self._announce(1, error, seconds, log)
+        await asyncio.sleep(seconds)
+        retrying = tenacity.AsyncRetrying(**self._tenacity_kwargs(retry_if, log, attempts_done=1))
+        return await retrying(attempt)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -186,7 +187,21 @@ class SyncClient:
         self.settings = settings
         self.log = log
         self.session = requests.Session()
+        # requests re-reads the whole environment (proxies, CA bundle) on every call when trust_env is on; that
+        # costs more than a loopback round trip. Read it once for the API origin and keep the answer.
+        environment = self.session.merge_environment_settings(settings.base_url, {}, None, None, None)
+        self.session.proxies.update(environment["proxies"])
+        self.session.verify = environment["verify"]
+        self.session.trust_env = False
         self._timeout = (settings.connect_timeout, settings.timeout)
+
+    @staticmethod
+    def _download_settings(url: str) -> dict[str, Any]:
+        """Proxy and CA settings for a download host (often not the API's: a CDN), read from the environment."""
+        import requests
+
+        bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")  # as requests reads them
+        return {"proxies": requests.utils.get_environ_proxies(url), "verify": bundle or True}
 
     def close(self) -> None:
         self.session.close()
@@ -198,10 +213,7 @@ class SyncClient:
         retry_if: Callable[[BaseException], bool] = is_retryable,
     ) -> T:
         """Send with the retry policy; ``parse`` runs inside each attempt, so a malformed body is retried too."""
-        for attempt in self.settings.retry.retrying(self.log, retry_if):
-            with attempt:
-                return parsed(request, self.send_once(request), parse)
-        raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+        return self.settings.retry.call(lambda: parsed(request, self.send_once(request), parse), self.log, retry_if)
 
     def send_once(self, request: ApiRequest) -> ApiResponse:
         started = time.monotonic()
@@ -220,17 +232,18 @@ class SyncClient:
         key is never sent with it.
         """
         request = ApiRequest("GET", urlsplit(url).path)
-        for attempt in self.settings.retry.retrying(self.log):
-            with attempt:
-                started = time.monotonic()
-                with self._translate_errors(request, started):
-                    response = self.session.get(url, stream=True, timeout=self._timeout)
-                    with response:
-                        if response.status_code >= 400:
-                            interpret(request, response.status_code, response.headers, response.content)
-                        log_call(self.log, logging.INFO, request, response.status_code, started, None)
-                        return consume(response.iter_content(chunk_size=DOWNLOAD_CHUNK_BYTES))
-        raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+
+        def attempt() -> T:
+            started = time.monotonic()
+            with self._translate_errors(request, started):
+                response = self.session.get(url, stream=True, timeout=self._timeout, **self._download_settings(url))
+                with response:
+                    if response.status_code >= 400:
+                        interpret(request, response.status_code, response.headers, response.content)
+                    log_call(self.log, logging.INFO, request, response.status_code, started, None)
+                    return consume(response.iter_content(chunk_size=DOWNLOAD_CHUNK_BYTES))
+
+        return self.settings.retry.call(attempt, self.log)
 
     @contextmanager
     def _translate_errors(self, request: ApiRequest, started: float) -> Iterator[None]:
@@ -348,10 +361,10 @@ class AsyncClient:
         parse: Callable[[ApiResponse], T] = _as_is,  # type: ignore[assignment]
         retry_if: Callable[[BaseException], bool] = is_retryable,
     ) -> T:
-        async for attempt in self.settings.retry.async_retrying(self.log, retry_if):
-            with attempt:
-                return parsed(request, await self.send_once(request), parse)
-        raise AssertionError("unreachable: tenacity reraises the last error")  # pragma: no cover
+        async def attempt() -> T:
+            return parsed(request, await self.send_once(request), parse)
+
+        return await self.settings.retry.acall(attempt, self.log, retry_if)
 
     async def send_once(self, request: ApiRequest) -> ApiResponse:
         import aiohttp
