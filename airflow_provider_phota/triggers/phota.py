@@ -8,12 +8,14 @@ Rules these follow, each learnt from a bug in another provider:
 * ``deadline`` is an absolute wall-clock time, so a trigger rebuilt after a triggerer restart keeps it;
 * the status is checked once more before a timeout is reported, so a job that finished during the last sleep is
   not reported as timed out;
-* exactly one event, with ``status`` in {success, failed, timeout, error} and a small JSON payload.
+* exactly one event, with ``status`` in {success, failed, timeout, error} and a small JSON payload;
+* the first poll waits for a stable phase within the interval, so many waits do not poll in lock-step.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -62,6 +64,11 @@ class _PhotaPollingTrigger(BaseTrigger):
     async def _observe(self, hook: Any) -> _Observation:
         raise NotImplementedError
 
+    def first_poll_delay(self) -> float:
+        """A stable offset in ``[0, poll_interval)`` derived from the resource id."""
+        digest = hashlib.blake2b(self.resource_id.encode(), digest_size=4).digest()
+        return self.poll_interval * int.from_bytes(digest, "big") / 2**32
+
     def _event(self, status: str, started: float, api_status: str | None, **details: Any) -> TriggerEvent:
         return TriggerEvent(  # type: ignore[no-untyped-call]
             {
@@ -83,6 +90,11 @@ class _PhotaPollingTrigger(BaseTrigger):
         last_error: str | None = None
         final_check = False
         try:
+            # The task checked the status just before deferring, so the first poll can wait for this trigger's
+            # phase: waits started together (a triggerer restart, a big mapped task) then poll spread over the
+            # interval instead of in one burst that stalls the event loop. Never more than half the time left,
+            # so there is always one look before the deadline's final re-check.
+            await asyncio.sleep(min(self.first_poll_delay(), max(0.0, self.deadline - time.time()) / 2))
             while True:
                 final_check = final_check or time.time() >= self.deadline
                 try:

@@ -583,3 +583,18 @@ async def test_missing_connection_is_one_error_event(monkeypatch: pytest.MonkeyP
     assert len(events) == 1
     assert events[0].payload["status"] == "error"
     assert "phota_missing" in events[0].payload["message"]
+
+
+def test_first_polls_are_spread_over_the_interval() -> None:
+    """Triggers started together (a triggerer restart) take stable, different phases within the poll interval."""
+    import time
+
+    from airflow_provider_phota.triggers.phota import ProfileReadyTrigger
+
+    triggers = [ProfileReadyTrigger(f"prof_{i}", CONN_ID, 10.0, time.time() + 60) for i in range(200)]
+    delays = [trigger.first_poll_delay() for trigger in triggers]
+
+    assert all(0 <= delay < 10.0 for delay in delays)
+    assert delays == [trigger.first_poll_delay() for trigger in triggers]  # stable across rebuilds
+    buckets = {int(delay) for delay in delays}
+    assert buckets == set(range(10))  # every tenth of the interval is used: no burst
