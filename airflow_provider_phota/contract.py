@@ -9,9 +9,6 @@ DAG-parse time.
 
 from __future__ import annotations
 
-import email.utils
-import hashlib
-import hmac
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -619,6 +616,8 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
     value = value.strip()
     if value.isdigit():
         return float(value)
+    import email.utils  # only 429s need it; keeps the contract cheap to import at DAG-parse time
+
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -631,11 +630,16 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
 
 def sign_callback(secret: str, raw_body: bytes) -> str:
     """The ``X-Phota-Signature`` value of a callback: ``sha256=`` + HMAC-SHA256 hex of the raw body."""
+    import hashlib
+    import hmac
+
     return SIGNATURE_PREFIX + hmac.new(secret.encode(), raw_body, hashlib.sha256).hexdigest()
 
 
 def verify_callback_signature(secret: str, raw_body: bytes, signature: str | None) -> bool:
     """Constant-time check of a callback signature against the account's webhook secret."""
+    import hmac
+
     if not signature:
         return False
     return hmac.compare_digest(sign_callback(secret, raw_body), signature.strip())
