@@ -6,11 +6,13 @@ connection, client-side validation before any network call, the retry policy and
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from airflow_provider_phota import contract
 from airflow_provider_phota._compat import BaseHook
@@ -23,6 +25,8 @@ from airflow_provider_phota.exceptions import (
 )
 from airflow_provider_phota.hooks.retry import RetryPolicy
 from airflow_provider_phota.hooks.transport import ApiResponse, AsyncClient, ConnectionSettings, SyncClient, parsed
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     import requests
@@ -71,6 +75,38 @@ def _job_state(response: ApiResponse) -> JobState:
 
 def _webhook_secret(response: ApiResponse) -> str:
     return contract.parse_webhook_secret(response.body)
+
+
+class _LoopConnectionCache:
+    """Connections fetched by the async path, per event loop and connection id, for ``ttl`` seconds.
+
+    A triggerer that resumes a thousand waits would otherwise look the same connection up a thousand times through
+    the secrets backends (milliseconds of CPU each, all at once). Concurrent first lookups share one fetch. Entries
+    live a minute, so a rotated key is picked up; a failed fetch is not kept.
+    """
+
+    def __init__(self, ttl: float = 60.0) -> None:
+        self.ttl = ttl
+        self._entries: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, dict[str, tuple[float, asyncio.Future[Any]]]
+        ]
+        self._entries = weakref.WeakKeyDictionary()
+
+    async def get(self, conn_id: str, fetch: Callable[[], Awaitable[T]]) -> T:
+        entries = self._entries.setdefault(asyncio.get_running_loop(), {})
+        cached = entries.get(conn_id)
+        if cached is None or time.monotonic() - cached[0] > self.ttl or self._failed(cached[1]):
+            cached = (time.monotonic(), asyncio.ensure_future(fetch()))
+            entries[conn_id] = cached
+        # shield: a waiter cancelled mid-fetch (a trigger being stopped) does not cancel the others' fetch
+        return cast(T, await asyncio.shield(cached[1]))
+
+    @staticmethod
+    def _failed(future: asyncio.Future[Any]) -> bool:
+        return future.done() and (future.cancelled() or future.exception() is not None)
+
+
+_loop_connections = _LoopConnectionCache()
 
 
 class PhotaHook(BaseHook):
@@ -323,14 +359,17 @@ class PhotaHook(BaseHook):
     # --- async (triggers) -------------------------------------------------------------------------------------
 
     async def _aclient(self) -> AsyncClient:
-        """The async client. The connection is fetched with ``aget_connection``: a synchronous fetch inside the
-        triggerer's event loop crashes on Airflow 3."""
+        """The async client. The connection is fetched with ``aget_connection`` (a synchronous fetch inside the
+        triggerer's event loop crashes on Airflow 3), and shared with the other hooks of the loop for a minute."""
         if self._async_client is None:
-            conn = await self.aget_connection(self.phota_conn_id)
-            aextras = getattr(conn, "aextra_dejson", None)
-            extras = await aextras() if aextras is not None else conn.extra_dejson
+            conn, extras = await _loop_connections.get(self.phota_conn_id, self._afetch_connection)
             self._async_client = AsyncClient(self._settings_from(conn, extras), self.log)
         return self._async_client
+
+    async def _afetch_connection(self) -> tuple[Any, Mapping[str, Any]]:
+        conn = await self.aget_connection(self.phota_conn_id)
+        aextras = getattr(conn, "aextra_dejson", None)
+        return conn, await aextras() if aextras is not None else conn.extra_dejson
 
     async def alist_profile_ids(self, tag: str | None = None) -> list[str]:
         _raise_if(contract.validate_tag(tag), "list_profile_ids")
