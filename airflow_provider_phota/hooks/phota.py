@@ -62,7 +62,7 @@ def _profile_state(response: ApiResponse) -> ProfileState:
 
 
 def _image_result(response: ApiResponse) -> ImageResult:
-    return contract.parse_image_result(response.body, request_id=response.request_id)
+    return contract.parse_image_result_raw(response.body, request_id=response.request_id)
 
 
 def _job_handle(response: ApiResponse) -> JobHandle:
@@ -301,7 +301,7 @@ class PhotaHook(BaseHook):
         if async_fields:
             _raise_if([Violation(name, "belongs to async mode", "use submit_job()") for name in async_fields], "")
         body = self.validate_image_options(endpoint, options)
-        return self.client.send(contract.image_request(endpoint, body), _image_result)
+        return self.client.send(contract.image_request(endpoint, body, raw_json=True), _image_result)
 
     def submit_job(
         self,

@@ -40,6 +40,7 @@ from airflow_provider_phota.hooks.retry import Log, RetryPolicy
 
 if TYPE_CHECKING:
     import aiohttp
+    import requests
 
 
 def base_url_from(host: str | None, port: int | None = None) -> str:
@@ -114,11 +115,11 @@ class ApiResponse:
     request_id: str | None
 
 
-def interpret(request: ApiRequest, status: int, headers: Mapping[str, str], content: bytes) -> ApiResponse:
+def interpret(request: ApiRequest, status: int, headers: Mapping[str, str], content: bytes | bytearray) -> ApiResponse:
     """Turn a raw HTTP answer into an :class:`ApiResponse` or the typed error; shared by both clients."""
     request_id = headers.get(REQUEST_ID_HEADER)
     if 200 <= status < 300:
-        if request.binary:
+        if request.binary or request.raw_json:
             return ApiResponse(status, content, request_id)
         try:
             return ApiResponse(status, json.loads(content), request_id)
@@ -218,8 +219,10 @@ class SyncClient:
     def send_once(self, request: ApiRequest) -> ApiResponse:
         started = time.monotonic()
         with self._translate_errors(request, started):
-            response = self.session.request(**self.settings.http_arguments(request), timeout=self._timeout)
-            content = response.content
+            response = self.session.request(
+                **self.settings.http_arguments(request), timeout=self._timeout, stream=request.raw_json
+            )
+            content = _read_whole_body(response) if request.raw_json else response.content
         request_id = response.headers.get(REQUEST_ID_HEADER)
         log_call(self.log, logging.INFO, request, response.status_code, started, request_id)
         return interpret(request, response.status_code, response.headers, content)
@@ -264,6 +267,29 @@ class SyncClient:
             log_call(self.log, logging.WARNING, request, "connection error", started, None)
             raise PhotaConnectionError(_describe(error), before_send=before_send, method=request.method,
                                        path=request.path) from None  # fmt: skip
+
+
+def _read_whole_body(response: requests.Response) -> bytes | bytearray:
+    """The body read into one buffer sized from Content-Length: a large image response then exists once in
+    memory, not as chunks plus their join. Encoded or unsized bodies take requests' ordinary path."""
+    length = response.headers.get("Content-Length", "")
+    if not length.isdigit() or response.headers.get("Content-Encoding", "identity") != "identity":
+        return response.content
+    buffer = bytearray(int(length))
+    view = memoryview(buffer)
+    try:
+        filled = 0
+        while filled < len(buffer):
+            count = response.raw.readinto(view[filled:])
+            if not count:
+                import requests
+
+                raise requests.exceptions.ChunkedEncodingError(f"body ended after {filled} of {len(buffer)} bytes")
+            filled += count
+    finally:
+        view.release()
+    response.raw.release_conn()  # fully read: the connection goes back to the pool
+    return buffer
 
 
 def _never_connected(error: BaseException) -> bool:
