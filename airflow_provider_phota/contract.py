@@ -568,39 +568,56 @@ def parse_image_result(body: Any, *, request_id: str | None = None, decode: Any 
 
 _IMAGES_ARRAY = re.compile(rb'"images"\s*:\s*\[')
 _JSON_SPACE = b" \t\r\n"
+# One character class, no repeated group: sre keeps no per-repetition state over a 30 MB string.
+_BASE64_TEXT = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
 
 
 def parse_image_result_raw(raw: bytes | bytearray, *, request_id: str | None = None) -> ImageResult:
-    """Parse an image response from its raw body, holding about one copy of the images at a time.
+    """Parse an image response from its raw body, holding about one copy of the images at a time. A ``bytearray``
+    body is consumed (cut down as the images are decoded).
 
     ``json.loads`` would first decode the whole body into one ``str``, then cut it into base64 strings, then
     those are decoded: three copies of every image alive at once. Here each base64 string is decoded straight
     from the raw buffer and only the small rest (URLs, counts) goes through JSON. Anything unusual (escapes,
     non-base64 characters, another layout) falls back to the plain parser, which is always correct.
     """
-    import binascii
     import json
 
     located = _locate_images(raw)
     if located is not None:
         array_start, array_end, spans = located
-        view = memoryview(raw)
-        try:
-            images = [binascii.a2b_base64(view[start:end], strict_mode=True) for start, end in spans]
-            rest = json.loads(bytes(raw[:array_start]) + b"[]" + bytes(raw[array_end:]))
-        except (binascii.Error, ValueError):
-            images, rest = [], None
-        finally:
-            view.release()
-        if isinstance(rest, dict) and rest.get("images") == []:
-            result = parse_image_result(rest, request_id=request_id)
-            return ImageResult(images=images, download_urls=result.download_urls,
-                               known_subjects=result.known_subjects, request_id=request_id)  # fmt: skip
+        with memoryview(raw) as view:
+            plain = all((end - start) % 4 == 0 and _BASE64_TEXT.fullmatch(view[start:end]) for start, end in spans)
+        if plain:
+            head, tail = bytes(raw[:array_start]), bytes(raw[array_end:])
+            try:
+                rest = json.loads(head + b"[]" + tail)
+            except ValueError:
+                rest = None
+            if isinstance(rest, dict) and rest.get("images") == []:
+                result = parse_image_result(rest, request_id=request_id)
+                return ImageResult(images=_decode_from_the_end(raw, spans), download_urls=result.download_urls,
+                                   known_subjects=result.known_subjects, request_id=request_id)  # fmt: skip
     try:
         body = json.loads(raw)
     except ValueError as error:
         raise MalformedResponse(f"image response is not JSON: {error}") from None
     return parse_image_result(body, request_id=request_id)
+
+
+def _decode_from_the_end(raw: bytes | bytearray, spans: list[tuple[int, int]]) -> list[bytes]:
+    """Decode the base64 spans last to first; a ``bytearray`` body is cut behind each one, so the raw bytes of an
+    image are freed as soon as it is decoded (the caller owns the buffer and is done with it)."""
+    import binascii
+
+    images: list[bytes] = [b""] * len(spans)
+    for index in reversed(range(len(spans))):
+        start, end = spans[index]
+        with memoryview(raw) as view:
+            images[index] = binascii.a2b_base64(view[start:end], strict_mode=True)
+        if isinstance(raw, bytearray):
+            del raw[start:]
+    return images
 
 
 def _locate_images(raw: bytes | bytearray) -> tuple[int, int, list[tuple[int, int]]] | None:

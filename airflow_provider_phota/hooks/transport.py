@@ -280,7 +280,8 @@ def _read_whole_body(response: requests.Response) -> bytes | bytearray:
     try:
         filled = 0
         while filled < len(buffer):
-            count = response.raw.readinto(view[filled:])
+            # bounded slices: urllib3's readinto reads a temporary bytes object as large as the target
+            count = response.raw.readinto(view[filled : filled + DOWNLOAD_CHUNK_BYTES])
             if not count:
                 import requests
 
