@@ -1,0 +1,203 @@
+"""Bad input fails before any request: the request log stays empty, the task fails without retries
+(``AirflowFailException``) and the message names the field and what is allowed."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from reliability_support import PNG_1X1, STANDARD_URLS, task_context
+
+from airflow_provider_phota._compat import AirflowFailException
+from airflow_provider_phota.operators.images import (
+    PhotaEditOperator,
+    PhotaEnhanceOperator,
+    PhotaGenerateOperator,
+    PhotaRemixOperator,
+)
+from airflow_provider_phota.operators.profile import PhotaCreateProfileOperator, PhotaDeleteProfileOperator
+from airflow_provider_phota.sensors.phota import ProfileReadySensor
+from airflow_provider_phota.testing import PhotaEmulator
+
+Factory = Callable[[Path], Any]
+MISSING_FILE = "/nonexistent/phota-reliability/missing.png"
+
+
+def generate(**kwargs: Any) -> Factory:
+    return lambda tmp: PhotaGenerateOperator(task_id="t", prompt=kwargs.pop("prompt", "a fox"), **kwargs)
+
+
+def edit(**kwargs: Any) -> Factory:
+    images = kwargs.pop("images", [PNG_1X1])
+    return lambda tmp: PhotaEditOperator(task_id="t", prompt="make it blue", images=images, **kwargs)
+
+
+def enhance(**kwargs: Any) -> Factory:
+    image = kwargs.pop("image", PNG_1X1)
+    return lambda tmp: PhotaEnhanceOperator(task_id="t", image=image, **kwargs)
+
+
+def remix(**kwargs: Any) -> Factory:
+    images = {"input_image": PNG_1X1, "reference_image": PNG_1X1}
+    return lambda tmp: PhotaRemixOperator(task_id="t", **{**images, **kwargs})
+
+
+def create(**kwargs: Any) -> Factory:
+    urls = kwargs.pop("image_urls", STANDARD_URLS)
+    return lambda tmp: PhotaCreateProfileOperator(task_id="t", image_urls=urls, **kwargs)
+
+
+def delete(profile_id: Any) -> Factory:
+    return lambda tmp: PhotaDeleteProfileOperator(task_id="t", profile_id=profile_id)
+
+
+def sensor(profile_id: Any) -> Factory:
+    return lambda tmp: ProfileReadySensor(task_id="t", profile_id=profile_id, deferrable=True)
+
+
+# (id, operator factory, the field the message must name, what it must say is allowed)
+CASES: list[tuple[str, Factory, str, str]] = [
+    # counts
+    ("generate-num_output_images-0", generate(num_output_images=0), "num_output_images", "an integer from 1 to 4"),
+    ("generate-num_output_images-5", generate(num_output_images=5), "num_output_images", "an integer from 1 to 4"),
+    ("generate-num_output_images-str", generate(num_output_images="2"), "num_output_images", "an integer from 1"),
+    ("enhance-num_output_images-7", enhance(num_output_images=7), "num_output_images", "an integer from 1 to 4"),
+    ("remix-num_output_images--1", remix(num_output_images=-1), "num_output_images", "an integer from 1 to 4"),
+    ("edit-11-images", edit(images=[PNG_1X1] * 11), "images", "1 to 10 images"),
+    ("edit-no-images", edit(images=[]), "images", "a base64 image or an http(s) URL"),
+    ("create-4-urls", create(image_urls=STANDARD_URLS[:4]), "image_urls", "5 to 50 image URLs"),
+    ("create-51-urls", create(image_urls=STANDARD_URLS * 5 + STANDARD_URLS[:1]), "image_urls", "5 to 50"),
+    ("create-standard-5-urls", create(image_urls=STANDARD_URLS[:5]), "image_urls", "10 to 50 image URLs"),
+    (
+        "create-fast-11-urls",
+        create(image_urls=[*STANDARD_URLS, "https://e.com/x.jpg"], training_tier="fast"),
+        "image_urls",
+        "5 to 10 image URLs",
+    ),
+    # enums
+    ("generate-aspect_ratio-2:1", generate(aspect_ratio="2:1"), "aspect_ratio", "'16:9'"),
+    ("edit-aspect_ratio-square", edit(aspect_ratio="square"), "aspect_ratio", "'1:1'"),
+    ("generate-resolution-8K", generate(resolution="8K"), "resolution", "'1K', '2K', '4K'"),
+    ("generate-output_format-gif", generate(output_format="gif"), "output_format", "'png', 'jpg'"),
+    ("enhance-output_format-webp", enhance(output_format="webp"), "output_format", "'png', 'jpg'"),
+    ("generate-base_model-unknown", generate(base_model="dall-e"), "base_model", "'nb2'"),
+    ("generate-mode-batch", generate(mode="batch"), "mode", "'async', 'sync'"),
+    ("generate-async-response_mode-bytes", generate(response_mode="bytes"), "response_mode", "'urls'"),
+    (
+        "generate-sync-response_mode-base64",
+        generate(mode="sync", response_mode="base64"),
+        "response_mode",
+        "'bytes', 'urls'",
+    ),
+    ("create-training_tier-premium", create(training_tier="premium"), "training_tier", "'standard', 'fast'"),
+    # model / resolution and quality combinations
+    ("generate-quality-with-nb2", generate(quality="high"), "quality", "gpt-image-2"),
+    ("edit-quality-with-flux-2", edit(base_model="flux-2", quality="low"), "quality", "gpt-image-2"),
+    ("generate-quality-ultra", generate(base_model="gpt-image-2", quality="ultra"), "quality", "'high'"),
+    ("generate-reve-2K", generate(base_model="reve", resolution="2K"), "resolution", "'1K'"),
+    ("generate-reve-4K", generate(base_model="reve", resolution="4K"), "resolution", "'1K'"),
+    ("generate-flux-2-4K", generate(base_model="flux-2", resolution="4K"), "resolution", "'1K', '2K'"),
+    ("edit-qwen-image-2-4K", edit(base_model="qwen-image-2", resolution="4K"), "resolution", "'1K', '2K'"),
+    # empty or malformed URLs and image references
+    ("edit-url-no-host", edit(images=["http://"]), "images[0]", "an http(s) URL"),
+    ("edit-url-https-no-host", edit(images=[PNG_1X1, "https://"]), "images[1]", "an http(s) URL"),
+    ("edit-url-unknown-scheme", edit(images=["gopher://example.com/a.png"]), "images[0]", "any fsspec protocol"),
+    ("edit-not-an-image", edit(images=["not an image"]), "images[0]", "a base64 image"),
+    ("edit-missing-file", edit(images=[MISSING_FILE]), "images[0]", "an existing file"),
+    ("enhance-empty-image", enhance(image=""), "image", "an http(s) URL, a base64 image"),
+    ("enhance-missing-file", enhance(image=MISSING_FILE), "image", "an existing file"),
+    ("remix-reference-empty", remix(reference_image=""), "reference_image", "an http(s) URL"),
+    ("remix-input-bad-scheme", remix(input_image="nope://bucket/a.png"), "input_image", "any fsspec protocol"),
+    ("edit-profile_ids-empty", edit(profile_ids=[""]), "profile_ids[0]", "a non-empty string"),
+    (
+        "create-url-not-a-url",
+        create(image_urls=[*STANDARD_URLS[:9], "photo.jpg"]),
+        "image_urls[9]",
+        "a public http(s) image URL",
+    ),
+    ("create-url-ftp", create(image_urls=["ftp://e.com/a.jpg"] * 10), "image_urls[0]", "a public http(s)"),
+    (
+        "create-url-with-space",
+        create(image_urls=[*STANDARD_URLS[:9], "https://e.com/a b.jpg"]),
+        "image_urls[9]",
+        "a public http(s) image URL",
+    ),
+    # bad storage paths
+    ("generate-output_path-unknown-scheme", generate(output_path="nope://bucket/x"), "output_path", "fsspec"),
+    ("generate-output_path-empty", generate(output_path=""), "output_path", "a local path or a URI"),
+    ("generate-output_path-no-bucket", generate(output_path="s3://"), "output_path", "scheme://[conn_id@]bucket"),
+    ("remix-output_path-blank", remix(output_path="   "), "output_path", "a local path or a URI"),
+    # other fields
+    ("generate-client_request_id-spaces", generate(client_request_id="my key"), "client_request_id", "1 to 128"),
+    ("generate-client_request_id-129", generate(client_request_id="k" * 129), "client_request_id", "1 to 128"),
+    ("generate-poll_interval-0", generate(poll_interval=0), "poll_interval", "a number > 0"),
+    ("enhance-job_timeout-negative", enhance(job_timeout=-1), "job_timeout", "a number > 0"),
+    ("generate-prompt-not-text", generate(prompt=42), "prompt", "a string"),
+    ("create-tag-129", create(tag="t" * 129), "tag", "1 to 128 characters"),
+    ("create-tag-empty", create(tag=""), "tag", "1 to 128 characters"),
+    ("delete-profile_id-empty", delete(""), "profile_id", "a non-empty string without '/'"),
+    ("delete-profile_id-slash", delete("a/b"), "profile_id", "a non-empty string without '/'"),
+    ("delete-profile_id-dotdot", delete(".."), "profile_id", "not '.' or '..'"),
+    ("sensor-profile_id-empty", sensor(""), "profile_id", "a non-empty string without '/'"),
+    ("sensor-profile_id-slash", sensor("a/b"), "profile_id", "a non-empty string without '/'"),
+    ("sensor-profile_id-dot", sensor("."), "profile_id", "not '.' or '..'"),
+]
+
+
+@pytest.mark.parametrize(("factory", "field", "allowed"), [pytest.param(*c[1:], id=c[0]) for c in CASES])
+def test_invalid_arguments_fail_before_any_request(
+    factory: Factory, field: str, allowed: str, emu: PhotaEmulator, conn_id: str, tmp_path: Path
+) -> None:
+    operator = factory(tmp_path)
+
+    with pytest.raises(AirflowFailException) as raised:  # fails the task without using its retries
+        operator.execute(task_context())
+
+    message = str(raised.value)
+    assert f"{field}:" in message
+    assert allowed in message
+    assert emu.requests == []
+    assert emu.downloads == []
+
+
+# Fields an endpoint does not accept, and sensor settings, are refused when the task is built: before any request.
+CONSTRUCTION: list[tuple[str, Callable[[], Any], str]] = [
+    ("generate-images", lambda: PhotaGenerateOperator(task_id="t", prompt="x", images=[PNG_1X1]), "images"),
+    ("generate-profile_ids", lambda: PhotaGenerateOperator(task_id="t", prompt="x", profile_ids=["p"]), "profile_ids"),
+    (
+        "enhance-aspect_ratio",
+        lambda: PhotaEnhanceOperator(task_id="t", image=PNG_1X1, aspect_ratio="1:1"),
+        "aspect_ratio",
+    ),
+    (
+        "remix-resolution",
+        lambda: PhotaRemixOperator(task_id="t", input_image=PNG_1X1, reference_image=PNG_1X1, resolution="2K"),
+        "resolution",
+    ),
+    ("create-prompt", lambda: PhotaCreateProfileOperator(task_id="t", image_urls=STANDARD_URLS, prompt="x"), "prompt"),
+    (
+        "sensor-negative-poke_interval",
+        lambda: ProfileReadySensor(task_id="t", profile_id="p", poke_interval=-1),
+        "poke_interval",
+    ),
+    ("sensor-negative-timeout", lambda: ProfileReadySensor(task_id="t", profile_id="p", timeout=-5), "timeout"),
+]
+
+
+@pytest.mark.parametrize(("build", "field"), [pytest.param(*c[1:], id=c[0]) for c in CONSTRUCTION])
+def test_unaccepted_fields_fail_when_the_task_is_built(
+    build: Callable[[], Any], field: str, emu: PhotaEmulator, conn_id: str
+) -> None:
+    with pytest.raises(Exception) as raised:  # noqa: PT011 - Airflow's own errors (TypeError, AirflowException)
+        build()
+
+    assert field in str(raised.value)
+    assert emu.requests == []
+
+
+def test_bad_input_census() -> None:
+    assert len(CASES) >= 40
+    assert len({c[0] for c in CASES}) == len(CASES)
+    assert len(CASES) + len(CONSTRUCTION) == 65
