@@ -19,6 +19,8 @@ from airflow_provider_phota._compat import BaseHook
 from airflow_provider_phota.contract import Endpoint, ImageResult, JobHandle, JobState, ProfileState, Violation
 from airflow_provider_phota.exceptions import (
     PhotaError,
+    PhotaNotFoundError,
+    PhotaTimeoutError,
     PhotaValidationError,
     is_retryable,
     surely_not_processed,
@@ -232,11 +234,12 @@ class PhotaHook(BaseHook):
     ) -> str:
         """Create a profile and start its training; returns the profile id.
 
-        Retrying a create is where duplicates come from, so it is careful: with a ``tag``, an ambiguous failure
-        (500/502/504, dropped connection, timeout) is followed by a look at the tag's profiles, and a profile
-        that appeared since the first attempt is returned instead of creating another. Without a tag there is no
-        way to recognise our own profile, so only failures that surely did nothing (429, 503, connection refused)
-        are retried; an ambiguous one is raised.
+        Retrying a create is where duplicates come from, so it is careful. With a ``tag``, an ambiguous failure
+        (500/502/504, dropped connection, timeout) is followed by a look at the tag's profiles, and a profile that
+        appeared since the first attempt is returned instead of creating another; after a read timeout the first
+        attempt may still be running on the server, so the look lasts up to the read timeout before a resend.
+        Without a tag there is no way to recognise our own profile, so only failures that surely did nothing (429,
+        503, connection refused) are retried; an ambiguous one is raised.
         """
         body = contract.compact({"image_urls": image_urls, "tag": tag, "training_tier": training_tier})
         _raise_if(contract.validate_create_profile(body), "create_profile")
@@ -247,19 +250,35 @@ class PhotaHook(BaseHook):
 
         existing = set(self.list_profile_ids(tag))
         last_error: BaseException | None = None
-        for attempt in self.settings.retry.retrying(self.log):
-            with attempt:
-                if last_error is not None and not surely_not_processed(last_error):
-                    created = [pid for pid in self.list_profile_ids(tag) if pid not in existing]
-                    if created:
-                        self.log.warning("An earlier attempt created profile %s (tag %r); using it", created[-1], tag)
-                        return created[-1]
-                try:
-                    return parsed(request, self.client.send_once(request), _profile_id)
-                except BaseException as error:
-                    last_error = error
-                    raise
-        raise AssertionError("unreachable")  # pragma: no cover
+
+        def attempt() -> str:
+            nonlocal last_error
+            if last_error is not None and not surely_not_processed(last_error):
+                # After a timeout the first attempt may still be in flight: give it the read timeout's budget.
+                wait = self.settings.timeout if isinstance(last_error, PhotaTimeoutError) else 0.0
+                created = self._profiles_created_since(tag, existing, wait)
+                if created:
+                    self.log.warning("An earlier attempt created profile %s (tag %r); using it", created[-1], tag)
+                    return created[-1]
+            try:
+                return parsed(request, self.client.send_once(request), _profile_id)
+            except Exception as error:
+                last_error = error
+                raise
+
+        return self.settings.retry.call(attempt, self.log)
+
+    def _profiles_created_since(self, tag: str, existing: set[str], wait_seconds: float) -> list[str]:
+        """Profiles of ``tag`` that are not in ``existing``, looking again (with backoff) for up to ``wait_seconds``."""
+        deadline = time.monotonic() + wait_seconds
+        pause = self.settings.retry.initial_wait
+        while True:
+            created = [pid for pid in self.list_profile_ids(tag) if pid not in existing]
+            remaining = deadline - time.monotonic()
+            if created or remaining <= 0:
+                return created
+            time.sleep(min(pause, remaining))
+            pause = min(pause * 2, self.settings.retry.max_wait)
 
     def get_profile_status(self, profile_id: str) -> ProfileState:
         request = contract.profile_status_request(_check_id("profile_id", profile_id))
@@ -270,7 +289,24 @@ class PhotaHook(BaseHook):
         return bytes(self.client.send(request).body)
 
     def delete_profile(self, profile_id: str) -> None:
-        self.client.send(contract.delete_profile_request(_check_id("profile_id", profile_id)))
+        """Delete a profile. A 404 after an attempt that may have been processed (its answer lost to a timeout,
+        a dropped connection or a 5xx) means that attempt deleted it: done, not an error."""
+        request = contract.delete_profile_request(_check_id("profile_id", profile_id))
+        maybe_deleted = False
+
+        def attempt() -> None:
+            nonlocal maybe_deleted
+            try:
+                self.client.send_once(request)
+            except PhotaNotFoundError:
+                if not maybe_deleted:
+                    raise
+                self.log.info("Profile %s is gone: an earlier attempt whose answer was lost deleted it", profile_id)
+            except Exception as error:
+                maybe_deleted = maybe_deleted or not surely_not_processed(error)
+                raise
+
+        self.settings.retry.call(attempt, self.log)
 
     # --- images -----------------------------------------------------------------------------------------------
 

@@ -119,7 +119,10 @@ def interpret(request: ApiRequest, status: int, headers: Mapping[str, str], cont
     """Turn a raw HTTP answer into an :class:`ApiResponse` or the typed error; shared by both clients."""
     request_id = headers.get(REQUEST_ID_HEADER)
     if 200 <= status < 300:
-        if request.binary or request.raw_json:
+        if request.binary:
+            _require_image(request, headers, request_id)
+            return ApiResponse(status, content, request_id)
+        if request.raw_json:
             return ApiResponse(status, content, request_id)
         try:
             return ApiResponse(status, json.loads(content), request_id)
@@ -146,6 +149,16 @@ def interpret(request: ApiRequest, status: int, headers: Mapping[str, str], cont
 
 T = TypeVar("T")
 DOWNLOAD_CHUNK_BYTES = 1024 * 1024
+# What an image answer may be labelled as; anything else (an HTML or JSON page from a proxy) is not an image.
+IMAGE_CONTENT_TYPES = ("image/", "application/octet-stream", "binary/octet-stream")
+
+
+def _require_image(request: ApiRequest, headers: Mapping[str, str], request_id: str | None) -> None:
+    """A 2xx that should carry an image but is labelled as something else is a malformed (retryable) answer."""
+    content_type = headers.get("Content-Type", "").strip().lower()
+    if not content_type.startswith(IMAGE_CONTENT_TYPES):
+        raise PhotaMalformedResponseError(f"expected an image, got {content_type or 'no Content-Type'}",
+                                          method=request.method, path=request.path, request_id=request_id)  # fmt: skip
 
 
 def parsed(request: ApiRequest, response: ApiResponse, parse: Callable[[ApiResponse], T]) -> T:
@@ -244,6 +257,7 @@ class SyncClient:
                     if response.status_code >= 400:
                         interpret(request, response.status_code, response.headers, response.content)
                     log_call(self.log, logging.INFO, request, response.status_code, started, None)
+                    _require_image(request, response.headers, None)
                     return consume(response.iter_content(chunk_size=DOWNLOAD_CHUNK_BYTES))
 
         return self.settings.retry.call(attempt, self.log)

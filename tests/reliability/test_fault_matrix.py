@@ -214,25 +214,19 @@ def _hooks(set_conn: SetConn, fault: dict[str, Any]) -> tuple[PhotaHook, PhotaHo
     return setup, PhotaHook(set_conn("phota_matrix", **timeout))
 
 
-# FINDING (see .reliability-findings.md #1): a tagged create whose attempt timed out is resent while the first
-# attempt is still being processed; the hook returns the first profile, and the resent one creates a second.
-LATE_DUPLICATE = pytest.mark.xfail(
-    strict=True, reason="create_profile resends after a read timeout while the first attempt is still in flight"
-)
-# FINDING #2: a DELETE whose answer was lost (read timeout) deleted the profile; the retry gets 404 and the hook
-# raises PhotaNotFoundError although the profile is gone as asked.
-DELETE_404 = pytest.mark.xfail(strict=True, reason="delete_profile raises 404 when its own earlier attempt deleted it")
-KNOWN = {("create_profile_tagged", "read_timeout"): [LATE_DUPLICATE], ("delete_profile", "read_timeout"): [DELETE_404]}
+# Two read-timeout cases behave better than "succeed on the last attempt", so they have tests of their own below:
+# a tagged create waits for its in-flight first attempt instead of resending, and a delete whose answer was lost
+# treats the retry's 404 as done.
+OWN_TESTS = {("create_profile_tagged", "read_timeout"), ("delete_profile", "read_timeout")}
 SYNC_TRANSIENT = [
     pytest.param(
         name,
         fault,
         id=f"{name}-{fault_id}",
-        marks=KNOWN.get((name, fault_id), []),
     )
     for name in SYNC_CALLS
     for fault_id, fault in TRANSIENT.items()
-    if not (fault_id == "malformed" and name in BINARY)
+    if not (fault_id == "malformed" and name in BINARY) and (name, fault_id) not in OWN_TESTS
 ]
 
 
@@ -283,8 +277,7 @@ def test_sync_call_fails_once_on_permanent_errors(
         assert not (tmp_path / "out" / "image.png").exists()
 
 
-# FINDING #3: a binary answer is not checked: a 200 whose body is not an image is returned / written as the image.
-@pytest.mark.xfail(strict=True, reason="binary answers are not checked: a 2xx non-image body is accepted")
+# A binary answer must be an image: a 2xx non-image body (a proxy's error page) is retried, never returned or written.
 @pytest.mark.parametrize("name", sorted(BINARY))
 def test_binary_call_retries_a_2xx_body_that_is_not_an_image(
     name: str, emu: PhotaEmulator, set_conn: SetConn, tmp_path: Path
@@ -297,6 +290,19 @@ def test_binary_call_retries_a_2xx_body_that_is_not_an_image(
     check(invoke(hook))
 
     assert len(_records(emu, call, MAX_ATTEMPTS)) == MAX_ATTEMPTS
+
+
+def test_delete_whose_answer_was_lost_succeeds(emu: PhotaEmulator, set_conn: SetConn) -> None:
+    """The first DELETE is processed but its answer arrives after the read timeout; the retry's 404 means done."""
+    profile_id = PhotaHook(set_conn("phota_setup")).create_profile(STANDARD_URLS)
+    hook = PhotaHook(set_conn("phota_matrix", timeout=READ_TIMEOUT))
+    emu.inject_fault(f"{API}/profiles/*", method="DELETE", delay=READ_TIMEOUT_DELAY)
+
+    hook.delete_profile(profile_id)
+
+    assert profile_id not in emu.profiles
+    records = [r for r in wait_for_records(emu, f"{API}/profiles/{profile_id}", 2) if r.method == "DELETE"]
+    assert sorted(r.status for r in records) == [200, 404]  # the lost answer, and the retry that found it gone
 
 
 # --- untagged profile creation: only failures that surely did nothing are retried ---------------------------------
@@ -478,7 +484,7 @@ def test_matrix_covers_every_endpoint_and_fault() -> None:
     """The matrix's own census, stated once (the README quotes these numbers)."""
     assert len(SYNC_CALLS) == 13
     assert len(ASYNC_CALLS) == 5
-    assert len(SYNC_TRANSIENT) == 13 * 8 - len(BINARY)
+    assert len(SYNC_TRANSIENT) == 13 * 8 - len(BINARY) - len(OWN_TESTS)  # those two have tests of their own
     assert len(SYNC_PERMANENT) == 13 * 6
     assert len(TRANSIENT) == 8
     assert len(PERMANENT) == 6

@@ -132,7 +132,6 @@ def test_tagged_create_whose_answer_was_lost_leaves_one_profile(
     assert len(emu.requests_to(f"{API}/profiles/add")) == 1  # found by its tag instead of being resent
 
 
-@pytest.mark.xfail(strict=True, reason="FINDING #1: a create resent after a read timeout duplicates the profile")
 def test_tagged_create_after_a_read_timeout_leaves_one_profile(emu: PhotaEmulator, set_conn: SetConn) -> None:
     hook = PhotaHook(set_conn(timeout=READ_TIMEOUT))
     emu.inject_fault(f"{API}/profiles/add", delay=READ_TIMEOUT_DELAY, count=MAX_ATTEMPTS)
