@@ -7,7 +7,9 @@ connection, client-side validation before any network call, the retry policy and
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
+import sys
 import time
 import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -398,6 +400,8 @@ class PhotaHook(BaseHook):
         """The async client. The connection is fetched with ``aget_connection`` (a synchronous fetch inside the
         triggerer's event loop crashes on Airflow 3), and shared with the other hooks of the loop for a minute."""
         if self._async_client is None:
+            if "aiohttp" not in sys.modules:  # its first import takes ~0.4 s: not on the triggerer's event loop
+                await asyncio.to_thread(importlib.import_module, "aiohttp")
             conn, extras = await _loop_connections.get(self.phota_conn_id, self._afetch_connection)
             self._async_client = AsyncClient(self._settings_from(conn, extras), self.log)
         return self._async_client
