@@ -607,7 +607,8 @@ def test_aiohttp_is_first_imported_off_the_event_loop() -> None:
 
     probe = """
 import asyncio, os, sys, threading, json
-os.environ["AIRFLOW_CONN_PHOTA_DEFAULT"] = json.dumps({"conn_type": "phota", "host": "http://127.0.0.1:9", "password": "k"})
+conn = {"conn_type": "phota", "host": "http://127.0.0.1:9", "password": "k"}
+os.environ["AIRFLOW_CONN_PHOTA_DEFAULT"] = json.dumps(conn)
 from airflow_provider_phota.hooks.phota import PhotaHook
 assert "aiohttp" not in sys.modules
 importers = []
