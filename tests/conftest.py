@@ -9,11 +9,17 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
+if TYPE_CHECKING:
+    from airflow_provider_phota.testing import PhotaEmulator
+
 TESTS = Path(__file__).parent
+HELD_CLOCK_SECONDS = 3600.0  # see held_clock_emulator
 AIRFLOW_HOME = tempfile.mkdtemp(prefix="phota-tests-airflow-")
 os.environ["AIRFLOW_HOME"] = AIRFLOW_HOME
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
@@ -40,3 +46,15 @@ def airflow_db() -> None:
     from airflow.utils.db import resetdb
 
     resetdb()
+
+
+@pytest.fixture
+def held_clock_emulator(
+    phota_emulator_factory: Callable[..., PhotaEmulator], phota_connection: Callable[..., str]
+) -> PhotaEmulator:
+    """An emulator whose training and jobs take an hour of its clock, with ``phota_default`` pointing at it
+    (3 attempts, 10-50 ms backoff). Nothing finishes unless the test moves the clock (``advance``,
+    ``set_profile_outcome``), so every wait is decided by the test, not by a race."""
+    emulator = phota_emulator_factory(training_seconds=HELD_CLOCK_SECONDS, job_seconds=HELD_CLOCK_SECONDS)
+    phota_connection(emulator=emulator, retry_wait=0.01, retry_max_wait=0.05, max_attempts=3)
+    return emulator

@@ -6,8 +6,6 @@ from types import SimpleNamespace
 from typing import Any
 
 CONN_ID = "phota_default"
-FAST_RETRIES = {"retry_wait": 0.01, "retry_max_wait": 0.05, "max_attempts": 3}
-SLOW_SECONDS = 3600.0  # training and job time of the tests' emulator: only emu.advance() finishes them
 URLS = [f"https://example.com/p/{i}.jpg" for i in range(10)]
 STATUS_GLOB = "/v1/phota/profiles/*/status"
 

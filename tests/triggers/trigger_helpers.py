@@ -4,4 +4,3 @@ from __future__ import annotations
 
 CONN_ID = "phota_default"
 FAST_RETRIES = {"retry_wait": 0.01, "retry_max_wait": 0.05, "max_attempts": 3}
-SLOW_SECONDS = 3600.0  # training and job time of the tests' emulator: only emu.advance() finishes them
