@@ -155,18 +155,6 @@ class PhotaJobFailedError(PhotaError):
         super().__init__(f"Phota job {job_id} failed: {self.error_type}: {self.error_message or 'no message'}")
 
 
-class PhotaProfileFailedError(PhotaError):
-    """A profile's training ended in ERROR, or the profile is INACTIVE."""
-
-    retry_task = False
-
-    def __init__(self, profile_id: str, status: str, message: str) -> None:
-        self.profile_id = profile_id
-        self.status = status
-        self.message = message
-        super().__init__(f"Phota profile {profile_id} is {status}: {message or 'no message'}")
-
-
 _STATUS_ERRORS: dict[int, type[PhotaAPIError]] = {
     400: PhotaBadRequestError,
     401: PhotaAuthenticationError,

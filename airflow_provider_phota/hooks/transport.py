@@ -374,7 +374,10 @@ shared_sessions = _SharedSessions()
 
 
 class AsyncClient:
-    """aiohttp-based client with the same contract, interpretation and retry policy as :class:`SyncClient`."""
+    """aiohttp-based client with the same contract, interpretation and retry policy as :class:`SyncClient`.
+
+    It serves the triggers and so only waits: requests marked ``creates_charge`` are refused.
+    """
 
     def __init__(self, settings: ConnectionSettings, log: Log) -> None:
         import aiohttp
@@ -410,6 +413,10 @@ class AsyncClient:
     async def send_once(self, request: ApiRequest) -> ApiResponse:
         import aiohttp
 
+        if request.creates_charge:
+            # The async client serves the triggers, which only wait: a trigger can run twice (HA triggerers,
+            # restarts), so it must never send anything that creates or charges.
+            raise PhotaError(f"{request.method} {request.path} creates paid work; the async client only waits")
         started = time.monotonic()
         try:
             async with self.session.request(**self.settings.http_arguments(request), timeout=self._timeout) as response:

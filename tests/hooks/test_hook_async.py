@@ -380,3 +380,24 @@ async def test_async_retry_after_is_capped(amake_hook: Any, emu: PhotaEmulator) 
     assert time.monotonic() - started < 2.0
     first, second = emu.requests_to(IDS)
     assert 0.15 <= second.time - first.time < 1.0
+
+
+async def test_the_async_client_refuses_requests_that_create_or_charge(
+    emu: PhotaEmulator, phota_connection: Callable[..., str]
+) -> None:
+    """Triggers may run twice (HA triggerers, restarts): the client they use cannot submit paid work."""
+    from airflow_provider_phota import contract
+    from airflow_provider_phota.exceptions import PhotaError
+
+    hook = PhotaHook(phota_connection())
+    client = await hook._aclient()
+    paid = [
+        contract.create_profile_request(["https://x/1.jpg"] * 10, tag="t", training_tier=None),
+        contract.image_request("generate", {"prompt": "a cat"}),
+    ]
+    for request in paid:
+        with pytest.raises(PhotaError, match="only waits"):
+            await client.send(request)
+    await hook.aclose()
+
+    assert emu.requests == []
