@@ -14,6 +14,7 @@ import http.server
 import threading
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 from urllib.parse import quote
 
 from airflow_provider_phota.storage import IMAGE_SUFFIXES
@@ -54,6 +55,31 @@ def make_subject_photos(
         image.save(path, "JPEG", quality=88)
         paths.append(path)
     return sorted(paths)
+
+
+def image_base64(
+    width: int, height: int, *, image_format: str = "PNG", color: tuple[int, int, int] = (10, 200, 30)
+) -> str:
+    """A base64 image of the given size: an input for edit, enhance or remix requests in tests."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(buffer, format=image_format)
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+def open_image(data: bytes) -> Any:
+    """A PIL image loaded from bytes (an output of the API or the emulator), ready to check size and format."""
+    import io
+
+    from PIL import Image
+
+    image = Image.open(io.BytesIO(data))
+    image.load()
+    return image
 
 
 class _QuietHandler(http.server.SimpleHTTPRequestHandler):

@@ -5,12 +5,9 @@ A uniquely named module (not ``conftest``) so that it can be imported by name ne
 
 from __future__ import annotations
 
-import base64
-import io
 from typing import Any
 
 import requests
-from PIL import Image
 
 from airflow_provider_phota.contract import API_PREFIX
 from airflow_provider_phota.testing import PhotaEmulator
@@ -46,15 +43,3 @@ class Api:
         self.emulator.advance(self.emulator.training_seconds)
         assert self.emulator.profile_status(profile_id) == "READY"
         return profile_id
-
-
-def png_base64(width: int, height: int) -> str:
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), (10, 200, 30)).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
-def open_image(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image

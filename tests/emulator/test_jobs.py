@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 import requests
-from emulator_helpers import Api, open_image
+from emulator_helpers import Api
 
 from airflow_provider_phota import contract
 from airflow_provider_phota.testing import PhotaEmulator
+from airflow_provider_phota.testing.samples import open_image
 
 ASYNC = {"async": True, "response_mode": "urls"}
 

@@ -9,10 +9,11 @@ import time
 from collections.abc import Iterator
 
 import pytest
-from emulator_helpers import TRAINING_URLS, Api, open_image
+from emulator_helpers import TRAINING_URLS, Api
 from PIL import Image
 
 from airflow_provider_phota.testing import PhotaEmulator
+from airflow_provider_phota.testing.samples import open_image
 
 
 def _status(api: Api, profile_id: str) -> dict[str, str]:

@@ -14,9 +14,10 @@ from typing import Any
 
 import pytest
 import requests
-from emulator_helpers import TRAINING_URLS, open_image
+from emulator_helpers import TRAINING_URLS
 
 from airflow_provider_phota.testing import PhotaEmulator, pytest_plugin
+from airflow_provider_phota.testing.samples import open_image
 
 
 def _call(emu: PhotaEmulator, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, Any]:

@@ -7,10 +7,11 @@ from typing import Any
 
 import pytest
 import requests
-from emulator_helpers import Api, open_image, png_base64
+from emulator_helpers import Api
 
 from airflow_provider_phota import contract
 from airflow_provider_phota.testing import PhotaEmulator
+from airflow_provider_phota.testing.samples import image_base64, open_image
 
 URL = "https://example.com/in.jpg"
 
@@ -69,11 +70,11 @@ def test_4k_16_9_jpeg(api: Api) -> None:
         ("/generate", {"resolution": "2K", "aspect_ratio": "3:4"}, (1536, 2048)),
         ("/generate", {"resolution": "1K", "aspect_ratio": "9:16"}, (576, 1024)),
         ("/generate", {"resolution": "2K", "aspect_ratio": "auto"}, (2048, 2048)),
-        ("/edit", {"images": [png_base64(400, 200)]}, (1024, 512)),
-        ("/edit", {"images": [png_base64(400, 200)], "aspect_ratio": "4:3"}, (1024, 768)),
+        ("/edit", {"images": [image_base64(400, 200)]}, (1024, 512)),
+        ("/edit", {"images": [image_base64(400, 200)], "aspect_ratio": "4:3"}, (1024, 768)),
         ("/edit", {"images": [URL]}, (1024, 1024)),
-        ("/enhance", {"image": png_base64(300, 600)}, (1024, 2048)),
-        ("/remix", {"input_image": png_base64(600, 300), "reference_image": URL}, (2048, 1024)),
+        ("/enhance", {"image": image_base64(300, 600)}, (1024, 2048)),
+        ("/remix", {"input_image": image_base64(600, 300), "reference_image": URL}, (2048, 1024)),
     ],
 )
 def test_output_size_follows_d14(api: Api, path: str, body: dict[str, Any], size: tuple[int, int]) -> None:

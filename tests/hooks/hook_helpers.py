@@ -2,30 +2,24 @@
 
 from __future__ import annotations
 
-import base64
-import io
 import time
+from typing import Any
 
-from PIL import Image
+import pytest
 
+from airflow_provider_phota.exceptions import (
+    PhotaAuthenticationError,
+    PhotaBadRequestError,
+    PhotaInsufficientCreditError,
+    PhotaNotFoundError,
+    PhotaUnprocessableError,
+)
 from airflow_provider_phota.hooks.phota import PhotaHook
 from airflow_provider_phota.testing import PhotaEmulator
 
 API = "/v1/phota"
 STANDARD_URLS = [f"https://example.com/photos/{index}.jpg" for index in range(10)]
 FAST_URLS = STANDARD_URLS[:5]
-
-
-def png_base64(width: int, height: int) -> str:
-    buffer = io.BytesIO()
-    Image.new("RGB", (width, height), (10, 200, 30)).save(buffer, format="PNG")
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
-def open_image(data: bytes) -> Image.Image:
-    image = Image.open(io.BytesIO(data))
-    image.load()
-    return image
 
 
 def ready_profile(hook: PhotaHook, emu: PhotaEmulator, **kwargs: str) -> str:
@@ -46,3 +40,14 @@ def wait_for_records(emu: PhotaEmulator, count: int, deadline: float = 5.0) -> N
     while len(emu.requests) < count and time.monotonic() < end:
         time.sleep(0.02)
     assert len(emu.requests) == count, [(r.method, r.path, r.status) for r in emu.requests]
+
+
+# Statuses no retry can fix: each fails after one attempt with its typed error and error type.
+NOT_RETRIED: list[Any] = [
+    pytest.param(400, PhotaBadRequestError, "INVALID_REQUEST", id="400"),
+    pytest.param(401, PhotaAuthenticationError, "UNAUTHORIZED", id="401"),
+    pytest.param(402, PhotaInsufficientCreditError, "INSUFFICIENT_CREDIT", id="402"),
+    pytest.param(403, PhotaAuthenticationError, "FORBIDDEN", id="403"),
+    pytest.param(404, PhotaNotFoundError, "NOT_FOUND", id="404"),
+    pytest.param(422, PhotaUnprocessableError, "VALIDATION_ERROR", id="422"),
+]

@@ -8,21 +8,18 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from hook_helpers import API, STANDARD_URLS, wait_for_records
+from hook_helpers import API, NOT_RETRIED, STANDARD_URLS, wait_for_records
 
 from airflow_provider_phota.contract import JobStatus, ProfileStatus
 from airflow_provider_phota.exceptions import (
     PhotaAPIError,
     PhotaAuthenticationError,
-    PhotaBadRequestError,
     PhotaConnectionError,
-    PhotaInsufficientCreditError,
     PhotaMalformedResponseError,
     PhotaNotFoundError,
     PhotaRateLimitError,
     PhotaServerError,
     PhotaTimeoutError,
-    PhotaUnprocessableError,
     PhotaValidationError,
 )
 from airflow_provider_phota.hooks import transport
@@ -291,16 +288,6 @@ async def test_async_retries_stop_after_max_attempts(
     if isinstance(raised.value, PhotaAPIError):
         assert raised.value.status == fault["status"]
         assert raised.value.request_id == requests[-1].request_id
-
-
-NOT_RETRIED: list[Any] = [
-    pytest.param(400, PhotaBadRequestError, "INVALID_REQUEST", id="400"),
-    pytest.param(401, PhotaAuthenticationError, "UNAUTHORIZED", id="401"),
-    pytest.param(402, PhotaInsufficientCreditError, "INSUFFICIENT_CREDIT", id="402"),
-    pytest.param(403, PhotaAuthenticationError, "FORBIDDEN", id="403"),
-    pytest.param(404, PhotaNotFoundError, "NOT_FOUND", id="404"),
-    pytest.param(422, PhotaUnprocessableError, "VALIDATION_ERROR", id="422"),
-]
 
 
 @pytest.mark.parametrize(("status", "error_class", "error_type"), NOT_RETRIED)

@@ -6,13 +6,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hook_helpers import API, FAST_URLS, STANDARD_URLS, open_image, png_base64, ready_profile
+from hook_helpers import API, FAST_URLS, STANDARD_URLS, ready_profile
 
 from airflow_provider_phota import contract
 from airflow_provider_phota.contract import Endpoint, JobStatus, ProfileStatus
 from airflow_provider_phota.exceptions import PhotaNotFoundError
 from airflow_provider_phota.hooks.phota import PhotaHook
 from airflow_provider_phota.testing import PhotaEmulator
+from airflow_provider_phota.testing.samples import image_base64, open_image
 
 # --- profiles -----------------------------------------------------------------------------------------------------
 
@@ -134,9 +135,9 @@ def test_delete_profile(hook: PhotaHook, emu: PhotaEmulator) -> None:
 
 def test_edit_bytes_mode(hook: PhotaHook, emu: PhotaEmulator) -> None:
     profile_id = ready_profile(hook, emu)
-    first = png_base64(300, 200)
+    first = image_base64(300, 200)
 
-    result = hook.edit("make it brighter", [first, png_base64(50, 50)], profile_ids=[profile_id],
+    result = hook.edit("make it brighter", [first, image_base64(50, 50)], profile_ids=[profile_id],
                        num_output_images=2, resolution="1K")  # fmt: skip
 
     expected = contract.output_size(Endpoint.EDIT, resolution="1K", input_size=(300, 200))
@@ -150,7 +151,7 @@ def test_edit_bytes_mode(hook: PhotaHook, emu: PhotaEmulator) -> None:
     assert result.known_subjects == {profile_id: 2}
     (post,) = emu.requests_to(f"{API}/edit", "POST")
     assert result.request_id == post.request_id
-    assert post.json == {"prompt": "make it brighter", "images": [first, png_base64(50, 50)],
+    assert post.json == {"prompt": "make it brighter", "images": [first, image_base64(50, 50)],
                          "profile_ids": [profile_id], "num_output_images": 2, "resolution": "1K"}  # fmt: skip
 
 
@@ -180,8 +181,8 @@ def test_generate_without_profiles_has_no_known_subjects(hook: PhotaHook, emu: P
 def test_enhance_and_remix_bytes_mode(hook: PhotaHook, emu: PhotaEmulator) -> None:
     profile_id = ready_profile(hook, emu)
 
-    enhanced = hook.enhance(png_base64(400, 300), profile_ids=[profile_id])
-    remixed = hook.remix(png_base64(300, 400), png_base64(64, 64), prompt="in the style of the reference")
+    enhanced = hook.enhance(image_base64(400, 300), profile_ids=[profile_id])
+    remixed = hook.remix(image_base64(300, 400), image_base64(64, 64), prompt="in the style of the reference")
 
     assert open_image(enhanced.images[0]).size == contract.output_size(Endpoint.ENHANCE, input_size=(400, 300))
     assert open_image(enhanced.images[0]).size == (2048, 1536)
@@ -198,10 +199,10 @@ def test_enhance_and_remix_bytes_mode(hook: PhotaHook, emu: PhotaEmulator) -> No
 @pytest.mark.parametrize(
     ("method", "args", "endpoint", "size"),
     [
-        ("edit", ("recolour", [png_base64(200, 100)]), Endpoint.EDIT, (1024, 512)),
+        ("edit", ("recolour", [image_base64(200, 100)]), Endpoint.EDIT, (1024, 512)),
         ("generate", ("a cat",), Endpoint.GENERATE, (1024, 1024)),
-        ("enhance", (png_base64(100, 200),), Endpoint.ENHANCE, (1024, 2048)),
-        ("remix", (png_base64(100, 100), png_base64(10, 10)), Endpoint.REMIX, (2048, 2048)),
+        ("enhance", (image_base64(100, 200),), Endpoint.ENHANCE, (1024, 2048)),
+        ("remix", (image_base64(100, 100), image_base64(10, 10)), Endpoint.REMIX, (2048, 2048)),
     ],
 )
 def test_urls_mode_then_download(
@@ -316,7 +317,7 @@ def test_submit_job_is_idempotent_per_client_request_id(
 def test_submit_job_with_callback_url_and_options(hook: PhotaHook, emu: PhotaEmulator) -> None:
     handle = hook.submit_job(
         "edit",
-        {"prompt": "p", "images": [png_base64(20, 20)], "num_output_images": 2},
+        {"prompt": "p", "images": [image_base64(20, 20)], "num_output_images": 2},
         client_request_id="cb-1",
         callback_url="https://127.0.0.1:1/hook",
     )
@@ -404,14 +405,14 @@ def test_verify_callback_with_a_given_secret_makes_no_request(hook: PhotaHook, e
 
 def test_unset_options_are_absent_not_null(hook: PhotaHook, emu: PhotaEmulator) -> None:
     hook.generate("x", aspect_ratio=None, resolution=None, output_format="png", base_model=None, quality=None)
-    hook.edit("y", [png_base64(8, 8)], profile_ids=None, num_output_images=None)
-    hook.enhance(png_base64(8, 8), prompt=None)
+    hook.edit("y", [image_base64(8, 8)], profile_ids=None, num_output_images=None)
+    hook.enhance(image_base64(8, 8), prompt=None)
     hook.submit_job(Endpoint.GENERATE, {"prompt": "z", "resolution": None}, client_request_id="k1", callback_url=None)
 
     bodies = [entry.json for entry in emu.requests]
     assert bodies[0] == {"prompt": "x", "output_format": "png"}
-    assert bodies[1] == {"prompt": "y", "images": [png_base64(8, 8)]}
-    assert bodies[2] == {"image": png_base64(8, 8)}
+    assert bodies[1] == {"prompt": "y", "images": [image_base64(8, 8)]}
+    assert bodies[2] == {"image": image_base64(8, 8)}
     assert bodies[3] == {"prompt": "z", "async": True, "response_mode": "urls", "client_request_id": "k1"}
     for body in bodies:
         assert None not in body.values()

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import pytest
-from hook_helpers import API, wait_for_records
+from hook_helpers import API, NOT_RETRIED, wait_for_records
 
 from airflow_provider_phota import contract
 from airflow_provider_phota.exceptions import (
@@ -284,16 +284,6 @@ def test_retry_after_is_capped_by_max_retry_after(make_hook: Any, emu: PhotaEmul
     times = [entry.time for entry in emu.requests_to(IDS)]
     assert len(times) == 3
     assert all(0.15 <= later - earlier < 1.0 for earlier, later in itertools.pairwise(times))
-
-
-NOT_RETRIED: list[Any] = [
-    pytest.param(400, PhotaBadRequestError, "INVALID_REQUEST", id="400"),
-    pytest.param(401, PhotaAuthenticationError, "UNAUTHORIZED", id="401"),
-    pytest.param(402, PhotaInsufficientCreditError, "INSUFFICIENT_CREDIT", id="402"),
-    pytest.param(403, PhotaAuthenticationError, "FORBIDDEN", id="403"),
-    pytest.param(404, PhotaNotFoundError, "NOT_FOUND", id="404"),
-    pytest.param(422, PhotaUnprocessableError, "VALIDATION_ERROR", id="422"),
-]
 
 
 @pytest.mark.parametrize(("status", "error_class", "error_type"), NOT_RETRIED)

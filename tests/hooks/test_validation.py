@@ -6,14 +6,15 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from hook_helpers import FAST_URLS, STANDARD_URLS, png_base64
+from hook_helpers import FAST_URLS, STANDARD_URLS
 
 from airflow_provider_phota.contract import Endpoint
 from airflow_provider_phota.exceptions import PhotaValidationError
 from airflow_provider_phota.hooks.phota import PhotaHook
 from airflow_provider_phota.testing import PhotaEmulator
+from airflow_provider_phota.testing.samples import image_base64
 
-IMAGE = png_base64(8, 8)
+IMAGE = image_base64(8, 8)
 Call = Callable[[PhotaHook], Any]
 
 CASES: list[Any] = [
