@@ -51,3 +51,14 @@ NOT_RETRIED: list[Any] = [
     pytest.param(404, PhotaNotFoundError, "NOT_FOUND", id="404"),
     pytest.param(422, PhotaUnprocessableError, "VALIDATION_ERROR", id="422"),
 ]
+
+# Transient faults: each is retried, and the call succeeds once the fault is gone.
+FAULTS: list[Any] = [
+    pytest.param({"status": 429, "retry_after": 0}, id="429"),
+    pytest.param({"status": 500}, id="500"),
+    pytest.param({"status": 502}, id="502"),
+    pytest.param({"status": 503}, id="503"),
+    pytest.param({"status": 504}, id="504"),
+    pytest.param({"drop": True}, id="drop"),
+    pytest.param({"malformed": True}, id="malformed"),
+]

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from hook_helpers import API, NOT_RETRIED, STANDARD_URLS, wait_for_records
+from hook_helpers import API, FAULTS, NOT_RETRIED, STANDARD_URLS, wait_for_records
 
 from airflow_provider_phota.contract import JobStatus, ProfileStatus
 from airflow_provider_phota.exceptions import (
@@ -218,16 +218,6 @@ async def test_async_key_is_only_in_the_header_never_in_logs(
 
 
 # --- retries --------------------------------------------------------------------------------------------------
-
-FAULTS: list[Any] = [
-    pytest.param({"status": 429, "retry_after": 0}, id="429"),
-    pytest.param({"status": 500}, id="500"),
-    pytest.param({"status": 502}, id="502"),
-    pytest.param({"status": 503}, id="503"),
-    pytest.param({"status": 504}, id="504"),
-    pytest.param({"drop": True}, id="drop"),
-    pytest.param({"malformed": True}, id="malformed"),
-]
 
 
 async def _count_attempts(hook: PhotaHook) -> list[str]:

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 import pytest
-from hook_helpers import API, NOT_RETRIED, wait_for_records
+from hook_helpers import API, FAULTS, NOT_RETRIED, wait_for_records
 
 from airflow_provider_phota import contract
 from airflow_provider_phota.exceptions import (
@@ -153,16 +153,6 @@ def test_is_retryable_and_surely_not_processed(error: BaseException, retryable: 
 
 
 # --- the sync client over HTTP ------------------------------------------------------------------------------------
-
-FAULTS: list[Any] = [
-    pytest.param({"status": 429, "retry_after": 0}, id="429"),
-    pytest.param({"status": 500}, id="500"),
-    pytest.param({"status": 502}, id="502"),
-    pytest.param({"status": 503}, id="503"),
-    pytest.param({"status": 504}, id="504"),
-    pytest.param({"drop": True}, id="drop"),
-    pytest.param({"malformed": True}, id="malformed"),
-]
 
 
 @pytest.mark.parametrize("fault", FAULTS)
