@@ -1,8 +1,11 @@
-"""Airflow imports that differ between versions, in one place, resolved lazily.
+"""Airflow names that moved between versions, resolved lazily, in one place.
 
-The provider targets Airflow 3 (``airflow.sdk``); supporting an older Airflow means adding fallback paths to
-``_LOCATIONS`` and nothing else. Names are imported on first use, so a DAG file that imports the operators does
-not pay for what only a triggerer or a running task needs (``airflow.triggers.base`` alone costs ~17 ms).
+Almost everything comes from ``apache-airflow-providers-common-compat``'s ``sdk`` module, as in the Apache
+providers: it maps each name to ``airflow.sdk`` on Airflow 3 and to its Airflow 2 home (``Asset`` becomes
+``Dataset`` there). What it does not cover is listed in ``_OWN_LOCATIONS`` with the version that moved it.
+
+Names are imported on first use, so a DAG file that imports the operators does not pay for what only a
+triggerer or a running task needs (``airflow.triggers.base`` alone costs about 17 ms).
 """
 
 from __future__ import annotations
@@ -30,23 +33,12 @@ if TYPE_CHECKING:
     )
     from airflow.triggers.base import BaseTrigger, TriggerEvent
 
-# name -> modules to try, newest first
-_LOCATIONS: dict[str, tuple[str, ...]] = {
-    "Asset": ("airflow.sdk",),
-    "BaseHook": ("airflow.sdk",),
-    "BaseOperator": ("airflow.sdk",),
-    "BaseSensorOperator": ("airflow.sdk",),
-    "Context": ("airflow.sdk",),
-    "ObjectStoragePath": ("airflow.sdk",),
-    "PokeReturnValue": ("airflow.sdk",),
-    "AirflowException": ("airflow.sdk.exceptions",),
-    "AirflowFailException": ("airflow.sdk.exceptions",),
-    "AirflowNotFoundException": ("airflow.sdk.exceptions",),
-    "AirflowSensorTimeout": ("airflow.sdk.exceptions", "airflow.exceptions"),
-    "AirflowSkipException": ("airflow.sdk.exceptions",),
-    "TaskDeferred": ("airflow.sdk.exceptions", "airflow.exceptions"),
-    "BaseTrigger": ("airflow.triggers.base",),
-    "TriggerEvent": ("airflow.triggers.base",),
+_COMMON_COMPAT_SDK = "airflow.providers.common.compat.sdk"
+
+# Names common-compat does not map. ``airflow.triggers.base`` has not moved up to Airflow 3.3.
+_OWN_LOCATIONS: dict[str, str] = {
+    "BaseTrigger": "airflow.triggers.base",
+    "TriggerEvent": "airflow.triggers.base",
 }
 
 __all__ = [
@@ -69,11 +61,8 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name not in _LOCATIONS:
+    if name not in __all__:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    for module_name in _LOCATIONS[name]:
-        value = getattr(importlib.import_module(module_name), name, None)
-        if value is not None:
-            globals()[name] = value  # resolved once
-            return value
-    raise ImportError(f"{name} is not available in this Airflow version (looked in {_LOCATIONS[name]})")
+    value = getattr(importlib.import_module(_OWN_LOCATIONS.get(name, _COMMON_COMPAT_SDK)), name)
+    globals()[name] = value  # resolved once
+    return value

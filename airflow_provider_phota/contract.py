@@ -1,10 +1,10 @@
 """The Phota API contract, written once.
 
 Everything the client and the emulator must agree on lives here: paths, headers, enums, field rules, status
-sets, request builders, response parsers, and the decisions of SPEC section 15 (marked ``D1``..``D17``) where the
-public docs are silent. The sync hook, the async client, the operators and the emulator all import this module,
-so a rule is never written twice. It imports nothing from Airflow and no HTTP client, so it is cheap to import at
-DAG-parse time.
+sets, request builders, response parsers, and the decisions taken where the public docs are silent, each cited
+as "api-decisions D<n>" (``docs/api-decisions.md``). The sync hook, the async client, the operators and the
+emulator all import this module, so a rule is never written twice. It imports nothing from Airflow and no HTTP
+client, so it is cheap to import at DAG-parse time.
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ from urllib.parse import quote, urlsplit
 DEFAULT_BASE_URL = "https://api.photalabs.com"
 API_PREFIX = "/v1/phota"
 API_KEY_HEADER = "X-API-Key"
-REQUEST_ID_HEADER = "X-Request-Id"  # D17: on every response
-SIGNATURE_HEADER = "X-Phota-Signature"  # D6
-SIGNATURE_PREFIX = "sha256="  # D6
+REQUEST_ID_HEADER = "X-Request-Id"  # on every response (api-decisions D17)
+SIGNATURE_HEADER = "X-Phota-Signature"  # api-decisions D6
+SIGNATURE_PREFIX = "sha256="  # api-decisions D6
 SIGNED_URL_LIFETIME_SECONDS = 24 * 3600  # signed download URLs expire after 24 h
 SERVER_TIME_CAP_SECONDS = 600  # the service ends a synchronous call after 600 s (504, refunded)
 
@@ -46,7 +46,7 @@ class ProfileStatus(StrEnum):
     INACTIVE = "INACTIVE"
 
 
-# D15: the training order; INACTIVE is not usable and not expected to change, so a waiter fails on it.
+# The training order (api-decisions D15); INACTIVE is not usable and not expected to change, so a waiter fails.
 PROFILE_TRAINING_ORDER: tuple[ProfileStatus, ...] = (
     ProfileStatus.VALIDATING,
     ProfileStatus.QUEUING,
@@ -59,7 +59,7 @@ PROFILE_REUSABLE_STATUSES = frozenset(PROFILE_TRAINING_ORDER) | PROFILE_SUCCESS_
 
 
 class JobStatus(StrEnum):
-    """D3: async job states. Clients treat any other value as "not finished yet"."""
+    """Async job states (api-decisions D3). Clients treat any other value as "not finished yet"."""
 
     QUEUED = "QUEUED"
     RUNNING = "RUNNING"
@@ -71,7 +71,7 @@ JOB_TERMINAL_STATUSES = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED})
 
 
 class ErrorType(StrEnum):
-    """D8: the ``type`` of an error body."""
+    """The ``type`` of an error body (api-decisions D8)."""
 
     INVALID_REQUEST = "INVALID_REQUEST"
     CONTENT_MODERATION = "CONTENT_MODERATION"
@@ -94,7 +94,7 @@ RESOLUTIONS: tuple[str, ...] = ("1K", "2K", "4K")
 OUTPUT_FORMATS: tuple[str, ...] = ("png", "jpg")
 RESPONSE_MODES: tuple[str, ...] = ("bytes", "urls")
 QUALITIES: tuple[str, ...] = ("auto", "low", "medium", "high")
-QUALITY_BASE_MODEL = "gpt-image-2"  # quality is accepted with this model only (400 otherwise, D11)
+QUALITY_BASE_MODEL = "gpt-image-2"  # quality only with this model (api-decisions D11)
 DEFAULT_BASE_MODEL = "nb2"
 BASE_MODEL_RESOLUTIONS: dict[str, tuple[str, ...]] = {
     "nb2": ("1K", "2K", "4K"),
@@ -110,17 +110,16 @@ TRAINING_IMAGES_SCHEMA_RANGE = (5, 50)  # the schema's overall range; the tier n
 TAG_LENGTH = (1, 128)
 NUM_OUTPUT_IMAGES_RANGE = (1, 4)
 MAX_EDIT_IMAGES = 10
-CLIENT_REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # D4
-CLIENT_REQUEST_ID_MAX_LENGTH = 128
+CLIENT_REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")  # api-decisions D4
 PROFILE_TOKEN_PATTERN = re.compile(r"\[\[([^\[\]]+)\]\]")  # inline [[profile_id]] in prompts
-RESOLUTION_LONG_SIDE = {"1K": 1024, "2K": 2048, "4K": 4096}  # D14
-FIXED_RESOLUTION = "2K"  # /enhance and /remix always produce 2K (D14)
+RESOLUTION_LONG_SIDE = {"1K": 1024, "2K": 2048, "4K": 4096}  # api-decisions D14
+FIXED_RESOLUTION = "2K"  # /enhance and /remix always produce 2K (api-decisions D14)
 
 ASYNC_FIELDS = frozenset({"async", "callback_url", "client_request_id"})
 _OUTPUT_FIELDS = frozenset({"num_output_images", "output_format", "response_mode"})
 _MODEL_FIELDS = frozenset({"aspect_ratio", "resolution", "base_model", "quality"})
 
-# Fields each studio endpoint accepts. Anything else is rejected with 422 (D12).
+# Fields each studio endpoint accepts. Anything else is rejected with 422 (api-decisions D12).
 ENDPOINT_FIELDS: dict[Endpoint, frozenset[str]] = {
     Endpoint.EDIT: frozenset({"prompt", "images", "profile_ids"}) | _OUTPUT_FIELDS | _MODEL_FIELDS | ASYNC_FIELDS,
     Endpoint.GENERATE: frozenset({"prompt"}) | _OUTPUT_FIELDS | _MODEL_FIELDS | ASYNC_FIELDS,
@@ -129,7 +128,7 @@ ENDPOINT_FIELDS: dict[Endpoint, frozenset[str]] = {
     | _OUTPUT_FIELDS
     | ASYNC_FIELDS,
 }
-# Required fields per endpoint. /edit requires at least one image (SPEC 13.13, settled here).
+# Required fields per endpoint; /edit needs at least one image.
 ENDPOINT_REQUIRED: dict[Endpoint, tuple[str, ...]] = {
     Endpoint.EDIT: ("images",),
     Endpoint.GENERATE: (),
@@ -323,7 +322,7 @@ def validate_image_request(endpoint: Endpoint | str, body: Mapping[str, Any]) ->
 
 
 def _check_model_combination(body: Mapping[str, Any]) -> list[Violation]:
-    """D11: an unknown model is a 422; a known model with an unsupported resolution or quality is a 400."""
+    """An unknown model is a 422; a known model with an unsupported resolution or quality a 400 (api-decisions D11)."""
     model = body.get("base_model")
     if model is not None and (not isinstance(model, str) or model not in BASE_MODEL_RESOLUTIONS):
         return [Violation("base_model", f"{model!r} is not a known model", _choices(BASE_MODELS))]
@@ -352,7 +351,8 @@ def _check_async_fields(body: Mapping[str, Any]) -> list[Violation]:
     if is_async is not None and not isinstance(is_async, bool):
         problems.append(Violation("async", f"{is_async!r} is not a boolean", "true, false"))
     if is_async is True and body.get("response_mode") != "urls":
-        problems.append(Violation("response_mode", "async requests must ask for download URLs", "'urls'", 400))  # D5
+        # api-decisions D5
+        problems.append(Violation("response_mode", "async requests must ask for download URLs", "'urls'", 400))
     callback_url = body.get("callback_url")
     if callback_url is not None:
         if is_async is not True:
@@ -375,8 +375,6 @@ class ApiRequest:
     json: dict[str, Any] | None = None
     params: dict[str, str] | None = None
     binary: bool = False  # the response body is raw bytes (the profile picture), not JSON
-    raw_json: bool = False  # JSON, but handed to the parser undecoded: image responses can be hundreds of MB
-    creates_charge: bool = False  # POSTs that start paid work; a trigger must never send one
 
 
 def compact(fields: Mapping[str, Any]) -> dict[str, Any]:
@@ -394,7 +392,7 @@ def list_profile_ids_request(tag: str | None = None) -> ApiRequest:
 
 def create_profile_request(image_urls: Sequence[str], *, tag: str | None, training_tier: str | None) -> ApiRequest:
     body = compact({"image_urls": list(image_urls), "tag": tag, "training_tier": training_tier})
-    return ApiRequest("POST", _api_path("profiles", "add"), json=body, creates_charge=True)
+    return ApiRequest("POST", _api_path("profiles", "add"), json=body)
 
 
 def profile_status_request(profile_id: str) -> ApiRequest:
@@ -409,11 +407,9 @@ def delete_profile_request(profile_id: str) -> ApiRequest:
     return ApiRequest("DELETE", _api_path("profiles", profile_id))
 
 
-def image_request(endpoint: Endpoint | str, body: Mapping[str, Any], *, raw_json: bool = False) -> ApiRequest:
-    """A studio request. ``raw_json`` for synchronous ones: their answer carries the images, parsed by
-    :func:`parse_image_result_raw` straight from the raw body."""
-    path = _api_path(Endpoint(endpoint).value)
-    return ApiRequest("POST", path, json=compact(body), creates_charge=True, raw_json=raw_json)
+def image_request(endpoint: Endpoint | str, body: Mapping[str, Any]) -> ApiRequest:
+    """A studio request: synchronous, or an async job submit when ``body`` comes from :func:`job_body`."""
+    return ApiRequest("POST", _api_path(Endpoint(endpoint).value), json=compact(body))
 
 
 def job_request(job_id: str) -> ApiRequest:
@@ -431,7 +427,7 @@ def job_body(
     client_request_id: str,
     callback_url: str | None = None,
 ) -> dict[str, Any]:
-    """The body of an async submit: the options plus the fields async mode needs (D4, D5)."""
+    """The body of an async submit: the options plus the fields async mode needs (api-decisions D4, D5)."""
     return compact(
         {
             **options,
@@ -471,7 +467,7 @@ class ProfileState:
 
 @dataclass(frozen=True)
 class ImageResult:
-    """An image response (section 3.6). ``images`` holds decoded bytes in bytes mode; URLs in urls mode."""
+    """An image response. ``images`` holds decoded bytes in bytes mode; ``download_urls`` the URLs in urls mode."""
 
     images: list[bytes] = field(default_factory=list, repr=False)
     download_urls: list[str] = field(default_factory=list)
@@ -492,7 +488,7 @@ class JobHandle:
 
 @dataclass(frozen=True)
 class JobState:
-    """D2: the state of an async job; ``result`` is filled once SUCCEEDED, ``error_*`` once FAILED."""
+    """The state of an async job (api-decisions D2); ``result`` is filled once SUCCEEDED, ``error_*`` once FAILED."""
 
     job_id: str
     status: str
@@ -519,7 +515,7 @@ def _require(body: Any, name: str, kind: type | tuple[type, ...] = str) -> Any:
 
 
 def parse_profile_ids(body: Any) -> list[str]:
-    """D7: ``{"profiles": [id, ...]}``; items shaped ``{"profile_id": ...}`` are accepted too."""
+    """``{"profiles": [id, ...]}``; items shaped ``{"profile_id": ...}`` are accepted too (api-decisions D7)."""
     items = _require(body, "profiles", list)
     ids = []
     for item in items:
@@ -544,8 +540,12 @@ def parse_profile_state(body: Any) -> ProfileState:
     )
 
 
-def parse_image_result(body: Any, *, request_id: str | None = None, decode: Any = None) -> ImageResult:
-    """Parse section 3.6. ``decode`` turns a base64 string into bytes (injected so the emulator can skip it)."""
+def parse_image_result(body: Any, *, request_id: str | None = None) -> ImageResult:
+    """Parse a decoded image response: bytes mode's base64 ``images`` are decoded (strictly: a corrupt string is
+    a malformed answer, retried, never a broken image), urls mode's ``download_urls`` kept as they are."""
+    import base64
+    import binascii
+
     if not isinstance(body, dict):
         raise MalformedResponse(f"image response is not an object: {str(body)[:200]}")
     images = body.get("images") or []
@@ -554,103 +554,19 @@ def parse_image_result(body: Any, *, request_id: str | None = None, decode: Any 
     counts = subjects.get("counts") if isinstance(subjects, dict) else None
     if not isinstance(images, list) or not isinstance(urls, list) or not isinstance(counts, dict):
         raise MalformedResponse(f"image response lacks images/download_urls/known_subjects: {str(body)[:200]}")
-    if decode is None:
-        import base64
-
-        decode = base64.b64decode
-    return ImageResult(
-        images=[decode(item) for item in images],
-        download_urls=[str(url) for url in urls],
-        known_subjects={str(k): int(v) for k, v in counts.items()},
-        request_id=request_id,
-    )
-
-
-_IMAGES_ARRAY = re.compile(rb'"images"\s*:\s*\[')
-_JSON_SPACE = b" \t\r\n"
-# One character class, no repeated group: sre keeps no per-repetition state over a 30 MB string.
-_BASE64_TEXT = re.compile(rb"[A-Za-z0-9+/]*={0,2}")
-
-
-def parse_image_result_raw(raw: bytes | bytearray, *, request_id: str | None = None) -> ImageResult:
-    """Parse an image response from its raw body, holding about one copy of the images at a time. A ``bytearray``
-    body is consumed (cut down as the images are decoded).
-
-    ``json.loads`` would first decode the whole body into one ``str``, then cut it into base64 strings, then
-    those are decoded: three copies of every image alive at once. Here each base64 string is decoded straight
-    from the raw buffer and only the small rest (URLs, counts) goes through JSON. Anything unusual (escapes,
-    non-base64 characters, another layout) falls back to the plain parser, which is always correct.
-    """
-    import json
-
-    located = _locate_images(raw)
-    if located is not None:
-        array_start, array_end, spans = located
-        with memoryview(raw) as view:
-            plain = all((end - start) % 4 == 0 and _BASE64_TEXT.fullmatch(view[start:end]) for start, end in spans)
-        if plain:
-            head, tail = bytes(raw[:array_start]), bytes(raw[array_end:])
-            try:
-                rest = json.loads(head + b"[]" + tail)
-            except ValueError:
-                rest = None
-            if isinstance(rest, dict) and rest.get("images") == []:
-                result = parse_image_result(rest, request_id=request_id)
-                return ImageResult(images=_decode_from_the_end(raw, spans), download_urls=result.download_urls,
-                                   known_subjects=result.known_subjects, request_id=request_id)  # fmt: skip
     try:
-        body = json.loads(raw)
-    except ValueError as error:
-        raise MalformedResponse(f"image response is not JSON: {error}") from None
-    return parse_image_result(body, request_id=request_id)
-
-
-def _decode_from_the_end(raw: bytes | bytearray, spans: list[tuple[int, int]]) -> list[bytes]:
-    """Decode the base64 spans last to first; a ``bytearray`` body is cut behind each one, so the raw bytes of an
-    image are freed as soon as it is decoded (the caller owns the buffer and is done with it)."""
-    import binascii
-
-    images: list[bytes] = [b""] * len(spans)
-    for index in reversed(range(len(spans))):
-        start, end = spans[index]
-        with memoryview(raw) as view:
-            images[index] = binascii.a2b_base64(view[start:end], strict_mode=True)
-        if isinstance(raw, bytearray):
-            del raw[start:]
-    return images
-
-
-def _locate_images(raw: bytes | bytearray) -> tuple[int, int, list[tuple[int, int]]] | None:
-    """``(start of the images array, end after it, [(start, end) of each string])``, or ``None``."""
-    match = _IMAGES_ARRAY.search(raw)
-    if match is None:
-        return None
-    array_start, position = match.end() - 1, match.end()
-    spans: list[tuple[int, int]] = []
-    while True:
-        while position < len(raw) and raw[position] in _JSON_SPACE:
-            position += 1
-        if position >= len(raw):
-            return None
-        if raw[position] == ord("]"):
-            return array_start, position + 1, spans
-        if spans:
-            if raw[position] != ord(","):
-                return None
-            position += 1
-            while position < len(raw) and raw[position] in _JSON_SPACE:
-                position += 1
-        if position >= len(raw) or raw[position] != ord('"'):
-            return None
-        close = raw.find(b'"', position + 1)
-        if close < 0 or raw.find(b"\\", position + 1, close) >= 0:
-            return None
-        spans.append((position + 1, close))
-        position = close + 1
+        return ImageResult(
+            images=[base64.b64decode(item, validate=True) for item in images],
+            download_urls=[str(url) for url in urls],
+            known_subjects={str(k): int(v) for k, v in counts.items()},
+            request_id=request_id,
+        )
+    except (TypeError, ValueError, binascii.Error) as error:
+        raise MalformedResponse(f"image response has an invalid image or count: {error}") from None
 
 
 def parse_job_handle(body: Any) -> JobHandle:
-    """D1: ``{"job_id", "status": "QUEUED", "poll_url"}``."""
+    """``{"job_id", "status": "QUEUED", "poll_url"}`` (api-decisions D1)."""
     return JobHandle(
         job_id=_require(body, "job_id"),
         status=str(body.get("status") or JobStatus.QUEUED),
@@ -659,7 +575,7 @@ def parse_job_handle(body: Any) -> JobHandle:
 
 
 def parse_job_state(body: Any, *, request_id: str | None = None) -> JobState:
-    """D2: the job body; ``result`` is an urls-mode image response once SUCCEEDED."""
+    """The job body (api-decisions D2); ``result`` is an urls-mode image response once SUCCEEDED."""
     job_id = _require(body, "job_id")
     status = _require(body, "status")
     result = body.get("result")
@@ -677,15 +593,15 @@ def parse_job_state(body: Any, *, request_id: str | None = None) -> JobState:
 
 
 def parse_webhook_secret(body: Any) -> str:
-    return str(_require(body, "secret"))  # D6
+    return str(_require(body, "secret"))  # api-decisions D6
 
 
 def error_detail(body: Any) -> tuple[str, str | None, str | None]:
-    """``(detail, type, request_id)`` of an error body: D8, D9 (422 lists) and bare auth errors alike."""
+    """``(detail, type, request_id)`` of an error body: api-decisions D8, D9 (422 lists) and bare auth errors."""
     if not isinstance(body, dict):
         return (str(body)[:500] if body else "", None, None)
     detail = body.get("detail")
-    if isinstance(detail, list):  # D9: FastAPI validation errors
+    if isinstance(detail, list):  # FastAPI validation errors (api-decisions D9)
         parts = []
         for item in detail:
             if isinstance(item, dict):
@@ -712,7 +628,7 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
     return max(0.0, when.timestamp() - now)
 
 
-# --- callbacks (D6) -----------------------------------------------------------------------------------------------
+# --- callbacks (api-decisions D6) ------------------------------------------------------------------------------
 
 
 def sign_callback(secret: str, raw_body: bytes) -> str:
@@ -732,7 +648,7 @@ def verify_callback_signature(secret: str, raw_body: bytes, signature: str | Non
     return hmac.compare_digest(sign_callback(secret, raw_body), signature.strip())
 
 
-# --- outputs (D14) ------------------------------------------------------------------------------------------------
+# --- outputs (api-decisions D14) -------------------------------------------------------------------------------
 
 _RATIOS = {"1:1": (1, 1), "3:4": (3, 4), "4:3": (4, 3), "9:16": (9, 16), "16:9": (16, 9)}
 

@@ -3,6 +3,7 @@
 The retry policy asks :func:`is_retryable`; operators ask :attr:`PhotaError.retry_task` to decide whether a failure
 should use Airflow's task retries at all (a bad prompt or a missing key fails the same way every time).
 Messages never contain the API key: they are built from the status, the API's ``detail`` and the request id.
+Every error subclasses Airflow's ``AirflowException``, so a DAG's ``except AirflowException`` still catches them.
 """
 
 from __future__ import annotations
@@ -10,13 +11,23 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from airflow_provider_phota._compat import AirflowException
 from airflow_provider_phota.contract import ErrorType, Violation, error_detail
 
 
-class PhotaError(Exception):
-    """Base class of every error the provider raises."""
+class PhotaError(AirflowException):
+    """Base class of every error the provider raises.
+
+    ``attempts`` is how many attempts the retry policy made before it gave up; the message ends with
+    "(after N attempts)" when there was more than one.
+    """
 
     retry_task = True  # may an Airflow task retry help?
+    attempts = 1
+
+    def __str__(self) -> str:
+        text = super().__str__()
+        return f"{text} (after {self.attempts} attempts)" if self.attempts > 1 else text
 
 
 class PhotaValidationError(PhotaError, ValueError):
@@ -175,7 +186,7 @@ def api_error(
     method: str = "",
     path: str = "",
 ) -> PhotaAPIError:
-    """The typed error for an error response (D8/D9 bodies; the header's request id wins over the body's)."""
+    """The typed error for an error response (api-decisions D8, D9); the header's request id wins over the body's."""
     detail, error_type, body_request_id = error_detail(body)
     cls: type[PhotaAPIError]
     if status == 400 and error_type == ErrorType.CONTENT_MODERATION:

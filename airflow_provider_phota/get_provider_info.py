@@ -15,10 +15,15 @@ _MODULE = "airflow_provider_phota"
 INTEGRATION = "Phota"
 
 
-def _numeric_field(label: str, default: int | float, description: str) -> dict[str, Any]:
-    """An extra holding a count (``int`` default: JSON ``integer``) or seconds (``float``: JSON ``number``)."""
+def _numeric_field(
+    label: str, default: int | float, description: str, *, minimum: int | float, exclusive: bool = False
+) -> dict[str, Any]:
+    """An extra holding a count (``int`` default: JSON ``integer``) or seconds (``float``: JSON ``number``), and its
+    lower bound (``exclusive``: the bound itself is refused). The hook refuses a value out of range."""
     kind = "integer" if isinstance(default, int) else "number"
-    return {"label": label, "schema": {"type": [kind, "null"], "default": default}, "description": description}
+    bound = "exclusiveMinimum" if exclusive else "minimum"
+    schema = {"type": [kind, "null"], "default": default, bound: minimum}
+    return {"label": label, "schema": schema, "description": description}
 
 
 def connection_type_info() -> dict[str, Any]:
@@ -29,15 +34,27 @@ def connection_type_info() -> dict[str, Any]:
         "connection-type": "phota",
         "conn-fields": {
             "timeout": _numeric_field(
-                "Read timeout (s)", 660.0, "Synchronous calls may run up to 600 s on the service."
+                "Read timeout (s)",
+                660.0,
+                "Seconds to wait for an answer (> 0); synchronous calls may run up to 600 s on the service.",
+                minimum=0,
+                exclusive=True,
             ),
-            "connect_timeout": _numeric_field("Connect timeout (s)", 10.0, "Seconds to open a connection."),
-            "max_attempts": _numeric_field("Max attempts", 5, "Attempts per call for 429, 5xx and connection errors."),
+            "connect_timeout": _numeric_field(
+                "Connect timeout (s)", 10.0, "Seconds to open a connection (> 0).", minimum=0, exclusive=True
+            ),
+            "max_attempts": _numeric_field(
+                "Max attempts", 5, "Attempts per call (>= 1) for 429, 5xx and connection errors.", minimum=1
+            ),
             "retry_wait": _numeric_field(
-                "Retry wait (s)", 1.0, "First backoff; doubles up to the max wait, with jitter."
+                "Retry wait (s)", 1.0, "First backoff (>= 0); doubles up to the max wait, with jitter.", minimum=0
             ),
-            "retry_max_wait": _numeric_field("Retry max wait (s)", 30.0, "Longest backoff between attempts."),
-            "max_retry_after": _numeric_field("Max Retry-After (s)", 120.0, "Cap on a 429's Retry-After."),
+            "retry_max_wait": _numeric_field(
+                "Retry max wait (s)", 30.0, "Longest backoff between attempts (>= 0).", minimum=0
+            ),
+            "max_retry_after": _numeric_field(
+                "Max Retry-After (s)", 120.0, "Cap on a 429's Retry-After (>= 0).", minimum=0
+            ),
         },
         "ui-field-behaviour": {
             "hidden-fields": ["schema", "login"],

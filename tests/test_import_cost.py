@@ -33,6 +33,11 @@ def test_operators_and_sensor_import_nothing_heavy_at_parse_time() -> None:
 def test_compat_names_all_resolve() -> None:
     from airflow_provider_phota import _compat
 
-    assert sorted(_compat.__all__) == sorted(_compat._LOCATIONS)
     for name in _compat.__all__:
         assert getattr(_compat, name) is not None
+    # common-compat resolves to the current Airflow's own classes, not copies
+    from airflow.sdk import BaseOperator
+    from airflow.sdk.exceptions import AirflowFailException
+
+    assert _compat.BaseOperator is BaseOperator
+    assert _compat.AirflowFailException is AirflowFailException

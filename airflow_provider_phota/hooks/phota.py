@@ -66,7 +66,7 @@ def _profile_state(response: ApiResponse) -> ProfileState:
 
 
 def _image_result(response: ApiResponse) -> ImageResult:
-    return contract.parse_image_result_raw(response.body, request_id=response.request_id)
+    return contract.parse_image_result(response.body, request_id=response.request_id)
 
 
 def _job_handle(response: ApiResponse) -> JobHandle:
@@ -117,13 +117,18 @@ class PhotaHook(BaseHook):
     """Interact with the Phota image API.
 
     The connection keeps the API key as its password and the API origin as its host (empty means
-    ``https://api.photalabs.com``; ``http://127.0.0.1:8089`` points at a local emulator). Extras tune timeouts
-    (``timeout``, ``connect_timeout``) and retries (``max_attempts``, ``retry_wait``, ``retry_max_wait``,
-    ``max_retry_after``).
+    ``https://api.photalabs.com``; a host without a scheme means https; ``http://127.0.0.1:8089`` points at a
+    local emulator). Extras tune timeouts (``timeout``, ``connect_timeout``) and retries (``max_attempts``,
+    ``retry_wait``, ``retry_max_wait``, ``max_retry_after``). An explicit argument wins over an extra, an extra
+    over the default; an extra out of its range fails with :class:`PhotaValidationError` naming it.
+
+    Calls are retried on 429, 500/502/503/504, connection errors (TLS included), timeouts and malformed answers
+    (a create without a tag only where a resend cannot duplicate it); an error raised after several attempts
+    says how many.
 
     :param phota_conn_id: the Airflow connection to use.
-    :param timeout: read timeout in seconds for synchronous calls; overrides the connection's ``timeout`` extra.
-    :param retry_policy: overrides the default retry policy (connection extras still apply on top).
+    :param timeout: read timeout in seconds of every call; replaces the connection's ``timeout`` extra.
+    :param retry_policy: attempts and backoff of every call; replaces all of the connection's retry extras.
     """
 
     conn_name_attr = "phota_conn_id"
@@ -191,15 +196,18 @@ class PhotaHook(BaseHook):
             extras=extras,
             retry=self._retry_policy,
             timeout=self._timeout,
+            conn_id=self.phota_conn_id,
         )
 
     @cached_property
     def settings(self) -> ConnectionSettings:
+        """The connection's settings (origin, key, timeouts, retry policy), read at the first synchronous call."""
         conn = self.get_connection(self.phota_conn_id)
         return self._settings_from(conn, conn.extra_dejson)
 
     @cached_property
     def client(self) -> SyncClient:
+        """The synchronous HTTP client; one keep-alive session per hook."""
         return SyncClient(self.settings, self.log)
 
     def get_conn(self) -> requests.Session:
@@ -207,6 +215,7 @@ class PhotaHook(BaseHook):
         return self.client.session
 
     def close(self) -> None:
+        """Close the synchronous session; the next call opens a new one. ``with PhotaHook() as hook:`` does it."""
         if "client" in self.__dict__:
             self.client.close()
             del self.__dict__["client"]
@@ -218,7 +227,8 @@ class PhotaHook(BaseHook):
         self.close()
 
     def test_connection(self) -> tuple[bool, str]:
-        """One cheap authenticated call (``GET /profiles/ids``). The message never contains the key."""
+        """One cheap authenticated call (``GET /profiles/ids``): ``(True, summary)`` or ``(False, reason)``, the
+        reason being the provider's error (a wrong key, a TLS problem, a refused connection). Never the key."""
         try:
             ids = self.list_profile_ids()
         except PhotaError as error:
@@ -228,13 +238,17 @@ class PhotaHook(BaseHook):
     # --- profiles ---------------------------------------------------------------------------------------------
 
     def list_profile_ids(self, tag: str | None = None) -> list[str]:
+        """The account's profile ids, in the API's order.
+
+        :param tag: only the profiles created with this tag.
+        """
         _raise_if(contract.validate_tag(tag), "list_profile_ids")
         return self.client.send(contract.list_profile_ids_request(tag), _profile_ids)
 
     def create_profile(
         self, image_urls: Sequence[str], *, tag: str | None = None, training_tier: str = "standard"
     ) -> str:
-        """Create a profile and start its training; returns the profile id.
+        """Create a profile and start its (paid) training; returns the profile id.
 
         Retrying a create is where duplicates come from, so it is careful. With a ``tag``, an ambiguous failure
         (500/502/504, dropped connection, timeout) is followed by a look at the tag's profiles, and a profile that
@@ -242,6 +256,10 @@ class PhotaHook(BaseHook):
         attempt may still be running on the server, so the look lasts up to the read timeout before a resend.
         Without a tag there is no way to recognise our own profile, so only failures that surely did nothing (429,
         503, connection refused) are retried; an ambiguous one is raised.
+
+        :param image_urls: public http(s) URLs of the training photos: 10-50 for ``standard``, 5-10 for ``fast``.
+        :param tag: a label (1-128 characters) to find the profile by later; it also makes retries safe.
+        :param training_tier: ``"standard"`` or ``"fast"`` (cheaper, fewer photos).
         """
         body = contract.compact({"image_urls": image_urls, "tag": tag, "training_tier": training_tier})
         _raise_if(contract.validate_create_profile(body), "create_profile")
@@ -251,24 +269,24 @@ class PhotaHook(BaseHook):
             return self.client.send(request, _profile_id, retry_if)
 
         existing = set(self.list_profile_ids(tag))
-        last_error: BaseException | None = None
-
-        def attempt() -> str:
-            nonlocal last_error
-            if last_error is not None and not surely_not_processed(last_error):
-                # After a timeout the first attempt may still be in flight: give it the read timeout's budget.
-                wait = self.settings.timeout if isinstance(last_error, PhotaTimeoutError) else 0.0
-                created = self._profiles_created_since(tag, existing, wait)
+        last_error: Exception | None = None
+        for attempt in self.settings.retry.attempts(self.log):
+            with attempt:
+                created: list[str] = []
+                if last_error is not None and not surely_not_processed(last_error):
+                    # After a timeout the first attempt may still be in flight: give it the read timeout's budget.
+                    wait = self.settings.timeout if isinstance(last_error, PhotaTimeoutError) else 0.0
+                    created = self._profiles_created_since(tag, existing, wait)
                 if created:
                     self.log.warning("An earlier attempt created profile %s (tag %r); using it", created[-1], tag)
-                    return created[-1]
-            try:
-                return parsed(request, self.client.send_once(request), _profile_id)
-            except Exception as error:
-                last_error = error
-                raise
-
-        return self.settings.retry.call(attempt, self.log)
+                    profile_id = created[-1]
+                else:
+                    try:
+                        profile_id = parsed(request, self.client.send_once(request), _profile_id)
+                    except Exception as error:
+                        last_error = error
+                        raise
+        return profile_id
 
     def _profiles_created_since(self, tag: str, existing: set[str], wait_seconds: float) -> list[str]:
         """Profiles of ``tag`` that are not in ``existing``, looking again (with backoff) for up to ``wait_seconds``."""
@@ -282,64 +300,124 @@ class PhotaHook(BaseHook):
             time.sleep(min(pause, remaining))
             pause = min(pause * 2, self.settings.retry.max_wait)
 
+    def latest_profile(self, tag: str, *, ready_only: bool = False) -> ProfileState | None:
+        """The newest profile of ``tag`` that is usable, or ``None``.
+
+        :param tag: the profile tag to look up.
+        :param ready_only: only a READY profile counts. By default a profile still training counts too; one that
+            ended in ERROR or INACTIVE never does (paying again is the point of running again then).
+        """
+        statuses = contract.PROFILE_SUCCESS_STATUSES if ready_only else contract.PROFILE_REUSABLE_STATUSES
+        for profile_id in reversed(self.list_profile_ids(tag)):
+            state = self.get_profile_status(profile_id)
+            if state.status in statuses:
+                return state
+        return None
+
     def get_profile_status(self, profile_id: str) -> ProfileState:
+        """The profile's training status (``VALIDATING`` .. ``READY``, ``ERROR``, ``INACTIVE``) and message.
+
+        :param profile_id: the id :meth:`create_profile` returned.
+        """
         request = contract.profile_status_request(_check_id("profile_id", profile_id))
         return self.client.send(request, _profile_state)
 
     def get_profile_picture(self, profile_id: str) -> bytes:
+        """The JPEG picture of a READY profile (404 before).
+
+        :param profile_id: the profile's id.
+        """
         request = contract.profile_picture_request(_check_id("profile_id", profile_id))
         return bytes(self.client.send(request).body)
 
     def delete_profile(self, profile_id: str) -> None:
         """Delete a profile. A 404 after an attempt that may have been processed (its answer lost to a timeout,
-        a dropped connection or a 5xx) means that attempt deleted it: done, not an error."""
+        a dropped connection or a 5xx) means that attempt deleted it: done, not an error.
+
+        :param profile_id: the profile's id; a profile that never existed raises :class:`PhotaNotFoundError`.
+        """
         request = contract.delete_profile_request(_check_id("profile_id", profile_id))
         maybe_deleted = False
-
-        def attempt() -> None:
-            nonlocal maybe_deleted
-            try:
-                self.client.send_once(request)
-            except PhotaNotFoundError:
-                if not maybe_deleted:
+        for attempt in self.settings.retry.attempts(self.log):
+            with attempt:
+                try:
+                    self.client.send_once(request)
+                except PhotaNotFoundError:
+                    if not maybe_deleted:
+                        raise
+                    self.log.info("Profile %s is gone: an earlier attempt whose answer was lost deleted it", profile_id)
+                except Exception as error:
+                    maybe_deleted = maybe_deleted or not surely_not_processed(error)
                     raise
-                self.log.info("Profile %s is gone: an earlier attempt whose answer was lost deleted it", profile_id)
-            except Exception as error:
-                maybe_deleted = maybe_deleted or not surely_not_processed(error)
-                raise
-
-        self.settings.retry.call(attempt, self.log)
 
     # --- images -----------------------------------------------------------------------------------------------
 
     def edit(self, prompt: str, images: Sequence[str], **options: Any) -> ImageResult:
-        """Edit 1-10 images (base64 or URLs) with a prompt. ``options`` are the API's fields, e.g. ``resolution``."""
+        """Edit images with a prompt (synchronous, paid per output image).
+
+        :param prompt: what to change; ``[[profile_id]]`` puts a trained identity in.
+        :param images: 1-10 input images, each base64 or an http(s) URL.
+        :param options: the API's other fields, e.g. ``profile_ids``, ``num_output_images``, ``aspect_ratio``,
+            ``resolution``, ``base_model``, ``output_format``, ``response_mode``; see :meth:`run_image`.
+        """
         return self.run_image(Endpoint.EDIT, {"prompt": prompt, "images": list(images), **options})
 
     def generate(self, prompt: str, **options: Any) -> ImageResult:
+        """Generate images from a prompt (synchronous, paid per output image).
+
+        :param prompt: the picture to make; ``[[profile_id]]`` puts a trained identity in.
+        :param options: the API's other fields, as for :meth:`edit` (no ``images``).
+        """
         return self.run_image(Endpoint.GENERATE, {"prompt": prompt, **options})
 
     def enhance(self, image: str, **options: Any) -> ImageResult:
+        """Enhance one image to 2K (synchronous, paid per output image).
+
+        :param image: the input image, base64 or an http(s) URL.
+        :param options: the API's other fields, e.g. ``profile_ids``, ``prompt``, ``output_format``.
+        """
         return self.run_image(Endpoint.ENHANCE, {"image": image, **options})
 
     def remix(self, input_image: str, reference_image: str, **options: Any) -> ImageResult:
-        return self.run_image(Endpoint.REMIX, {"input_image": input_image, "reference_image": reference_image,
-                                               **options})  # fmt: skip
+        """Remix an image in the style of a reference, at 2K (synchronous, paid per output image).
+
+        :param input_image: the image to remix, base64 or an http(s) URL.
+        :param reference_image: the style reference, base64 or an http(s) URL.
+        :param options: the API's other fields, e.g. ``profile_ids``, ``prompt``, ``output_format``.
+        """
+        images = {"input_image": input_image, "reference_image": reference_image}
+        return self.run_image(Endpoint.REMIX, {**images, **options})
 
     @staticmethod
     def validate_image_options(endpoint: Endpoint | str, options: Mapping[str, Any]) -> dict[str, Any]:
-        """The request body for ``options``, or a :class:`PhotaValidationError` naming every bad field."""
+        """The request body for ``options``, or a :class:`PhotaValidationError` naming every bad field. Nothing is
+        sent, so an operator can check its arguments before any paid request.
+
+        :param endpoint: ``"edit"``, ``"generate"``, ``"enhance"`` or ``"remix"``.
+        :param options: the request's fields; ``None`` values are dropped (an unset option is not sent).
+        """
         body = contract.compact(options)
         _raise_if(contract.validate_image_request(endpoint, body), f"/{Endpoint(endpoint).value}")
         return body
 
     def run_image(self, endpoint: Endpoint | str, options: Mapping[str, Any]) -> ImageResult:
-        """A synchronous image request. Use :meth:`submit_job` for the API's async mode."""
+        """A synchronous image request; use :meth:`submit_job` for the API's async mode.
+
+        The API has no idempotency key for a synchronous call: a retry after a read timeout can be charged again
+        (async jobs cannot). In ``response_mode="urls"`` the result holds signed URLs (valid 24 h) to pass to
+        :meth:`download`, which streams. In bytes mode (the API's default) the images come inside the JSON answer,
+        parsed with ``json.loads`` and ``base64.b64decode``: the peak memory is about 4x the decoded image bytes
+        (the raw body, its text and the base64 strings are alive at once while the JSON is parsed), so four
+        24 MiB outputs take about 384 MiB (benchmark 4). Prefer urls mode for large outputs.
+
+        :param endpoint: ``"edit"``, ``"generate"``, ``"enhance"`` or ``"remix"``.
+        :param options: the request's fields, as for :meth:`validate_image_options`; no async fields.
+        """
         async_fields = sorted(contract.ASYNC_FIELDS & {k for k, v in options.items() if v is not None})
         if async_fields:
             _raise_if([Violation(name, "belongs to async mode", "use submit_job()") for name in async_fields], "")
         body = self.validate_image_options(endpoint, options)
-        return self.client.send(contract.image_request(endpoint, body, raw_json=True), _image_result)
+        return self.client.send(contract.image_request(endpoint, body), _image_result)
 
     def submit_job(
         self,
@@ -349,17 +427,33 @@ class PhotaHook(BaseHook):
         client_request_id: str,
         callback_url: str | None = None,
     ) -> JobHandle:
-        """Submit an async job (202). Resubmitting the same ``client_request_id`` returns the original job, so
-        this is retried freely: a retry can never create a second job or a second charge."""
+        """Submit an async job (202); its result is download URLs. Resubmitting the same ``client_request_id``
+        returns the original job, so this is retried freely: a retry never creates a second job or charge.
+
+        :param endpoint: ``"edit"``, ``"generate"``, ``"enhance"`` or ``"remix"``.
+        :param options: the request's fields, as for :meth:`run_image`.
+        :param client_request_id: the idempotency key, 1-128 characters of ``[A-Za-z0-9._:-]`` (api-decisions D4).
+        :param callback_url: an https URL the service POSTs the finished job to (api-decisions D6).
+        """
         body = contract.job_body(endpoint, options, client_request_id=client_request_id, callback_url=callback_url)
         body = self.validate_image_options(endpoint, body)
         return self.client.send(contract.image_request(endpoint, body), _job_handle)
 
     def get_job(self, job_id: str) -> JobState:
+        """The job's state; once SUCCEEDED its ``result`` holds the download URLs, once FAILED its error.
+
+        :param job_id: the id :meth:`submit_job` returned.
+        """
         return self.client.send(contract.job_request(_check_id("job_id", job_id)), _job_state)
 
     def wait_for_job(self, job_id: str, *, poll_interval: float = 5.0, timeout: float | None = None) -> JobState:
-        """Poll a job from the worker until it is terminal; status changes are logged with the elapsed time."""
+        """Poll a job from the worker until it is terminal (SUCCEEDED or FAILED, returned either way); status
+        changes are logged with the elapsed time. A deferrable operator waits in the triggerer instead.
+
+        :param job_id: the id :meth:`submit_job` returned.
+        :param poll_interval: seconds between two polls.
+        :param timeout: seconds to wait at most, then :class:`TimeoutError`; ``None`` waits as long as it takes.
+        """
         started = time.monotonic()
         last_status = None
         while True:
@@ -378,7 +472,10 @@ class PhotaHook(BaseHook):
         """Stream a signed download URL to a file or storage path (atomically); returns the bytes written.
 
         The body is streamed in 1 MiB chunks, so memory stays flat whatever the image size; a transfer cut midway
-        is retried whole and never leaves a partial file.
+        is retried whole and never leaves a partial file. The API key is not sent: the URL carries its own token.
+
+        :param url: a signed URL from an image result's ``download_urls`` (valid 24 h).
+        :param destination: a local path, or a storage path or URI (``s3://...``) through Airflow's object storage.
         """
         from airflow_provider_phota.storage import atomic_write, storage_path
 
@@ -388,10 +485,16 @@ class PhotaHook(BaseHook):
         return self.client.download(url, lambda chunks: atomic_write(target, chunks))
 
     def get_webhook_secret(self) -> str:
+        """The account's secret that signs job callbacks (api-decisions D6)."""
         return self.client.send(contract.webhook_secret_request(), _webhook_secret)
 
     def verify_callback(self, raw_body: bytes, signature: str | None, *, secret: str | None = None) -> bool:
-        """Check a callback's ``X-Phota-Signature`` (fetches the account's webhook secret unless given)."""
+        """Check a callback's ``X-Phota-Signature`` in constant time.
+
+        :param raw_body: the callback's body exactly as received (the signature covers the bytes).
+        :param signature: the ``X-Phota-Signature`` header; missing means not verified.
+        :param secret: the webhook secret; fetched with :meth:`get_webhook_secret` when not given.
+        """
         return contract.verify_callback_signature(secret or self.get_webhook_secret(), raw_body, signature)
 
     # --- async (triggers) -------------------------------------------------------------------------------------
@@ -412,15 +515,27 @@ class PhotaHook(BaseHook):
         return conn, await aextras() if aextras is not None else conn.extra_dejson
 
     async def alist_profile_ids(self, tag: str | None = None) -> list[str]:
+        """:meth:`list_profile_ids` for the event loop (triggers).
+
+        :param tag: only the profiles created with this tag.
+        """
         _raise_if(contract.validate_tag(tag), "list_profile_ids")
         client = await self._aclient()
         return await client.send(contract.list_profile_ids_request(tag), _profile_ids)
 
     async def aget_profile_status(self, profile_id: str) -> ProfileState:
+        """:meth:`get_profile_status` for the event loop (triggers).
+
+        :param profile_id: the profile's id.
+        """
         client = await self._aclient()
         return await client.send(contract.profile_status_request(_check_id("profile_id", profile_id)), _profile_state)
 
     async def aget_job(self, job_id: str) -> JobState:
+        """:meth:`get_job` for the event loop (triggers).
+
+        :param job_id: the job's id.
+        """
         client = await self._aclient()
         return await client.send(contract.job_request(_check_id("job_id", job_id)), _job_state)
 

@@ -7,16 +7,15 @@ bodies. Never retried: 400/401/402/403/404/422, which fail the same way every ti
 
 from __future__ import annotations
 
-import asyncio
 import random
-import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, replace
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import tenacity
 
-from airflow_provider_phota.exceptions import PhotaRateLimitError, is_retryable
+from airflow_provider_phota.contract import Violation
+from airflow_provider_phota.exceptions import PhotaError, PhotaRateLimitError, PhotaValidationError, is_retryable
 
 T = TypeVar("T")
 
@@ -35,7 +34,13 @@ class RetryPolicy:
 
     ``wait`` doubles from ``initial_wait`` up to ``max_wait`` with full jitter, so many workers hitting one
     overloaded service spread out. A 429's ``Retry-After`` replaces the backoff, capped at ``max_retry_after``
-    so a confused server cannot park a worker for an hour.
+    so a confused server cannot park a worker for an hour. An error raised after more than one attempt says how
+    many were made (:attr:`PhotaError.attempts`).
+
+    :param max_attempts: attempts per call, the first included (1: no retries).
+    :param initial_wait: seconds of the first backoff.
+    :param max_wait: longest backoff in seconds.
+    :param max_retry_after: longest wait in seconds a 429's ``Retry-After`` can ask for.
     """
 
     max_attempts: int = 5
@@ -43,27 +48,16 @@ class RetryPolicy:
     max_wait: float = 30.0
     max_retry_after: float = 120.0
 
-    # Connection extras that tune the policy, and the attribute each one sets.
-    EXTRA_FIELDS = {
-        "max_attempts": "max_attempts",
-        "retry_wait": "initial_wait",
-        "retry_max_wait": "max_wait",
-        "max_retry_after": "max_retry_after",
-    }
-
-    @classmethod
-    def from_extras(cls, extras: Mapping[str, Any], base: RetryPolicy | None = None) -> RetryPolicy:
-        policy = base or cls()
-        changes: dict[str, Any] = {}
-        for extra, attribute in cls.EXTRA_FIELDS.items():
-            value = extras.get(extra)
-            if value not in (None, ""):
-                changes[attribute] = int(value) if attribute == "max_attempts" else float(value)
-        return replace(policy, **changes)
-
     def __post_init__(self) -> None:
-        if self.max_attempts < 1:
-            raise ValueError(f"max_attempts must be at least 1, got {self.max_attempts}")
+        problems = []
+        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int) or self.max_attempts < 1:
+            problems.append(Violation("max_attempts", f"{self.max_attempts!r} is out of range", "an integer >= 1"))
+        for name in ("initial_wait", "max_wait", "max_retry_after"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0:
+                problems.append(Violation(name, f"{value!r} is out of range", "a number of seconds >= 0"))
+        if problems:
+            raise PhotaValidationError(problems, context="RetryPolicy")
 
     def wait_seconds(self, attempt_number: int, error: BaseException | None) -> float:
         """Seconds to sleep after failed attempt ``attempt_number`` (1-based)."""
@@ -72,60 +66,53 @@ class RetryPolicy:
         ceiling = min(self.max_wait, self.initial_wait * 2 ** (attempt_number - 1))
         return random.uniform(self.initial_wait / 2, max(ceiling, self.initial_wait / 2))
 
-    def _announce(self, attempt_number: int, error: BaseException | None, seconds: float, log: Log) -> None:
-        log.warning("Phota call failed (attempt %d of %d): %s; retrying in %.1f s", attempt_number,
-                    self.max_attempts, error, seconds)  # fmt: skip
-
-    def _tenacity_kwargs(
-        self, retry_if: Callable[[BaseException], bool], log: Log, *, attempts_done: int = 0
-    ) -> dict[str, Any]:
+    def _tenacity_kwargs(self, retry_if: Callable[[BaseException], bool], log: Log) -> dict[str, Any]:
         def wait(state: tenacity.RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome else None
-            return self.wait_seconds(state.attempt_number + attempts_done, error)
+            return self.wait_seconds(state.attempt_number, error)
 
         def before_sleep(state: tenacity.RetryCallState) -> None:
             error = state.outcome.exception() if state.outcome else None
-            self._announce(state.attempt_number + attempts_done, error, state.upcoming_sleep, log)
+            message = "Phota call failed (attempt %d of %d): %s; retrying in %.1f s"
+            log.warning(message, state.attempt_number, self.max_attempts, error, state.upcoming_sleep)
 
         return {
-            "stop": tenacity.stop_after_attempt(self.max_attempts - attempts_done),
+            "stop": tenacity.stop_after_attempt(self.max_attempts),
             "wait": wait,
             "retry": tenacity.retry_if_exception(retry_if),
             "before_sleep": before_sleep,
             "reraise": True,
         }
 
-    def retrying(self, log: Log, retry_if: Callable[[BaseException], bool] = is_retryable) -> tenacity.Retrying:
-        return tenacity.Retrying(**self._tenacity_kwargs(retry_if, log))
-
     def call(self, attempt: Callable[[], T], log: Log, retry_if: Callable[[BaseException], bool] = is_retryable) -> T:
-        """Run ``attempt`` under the policy.
-
-        The first try runs bare: success is the common case, and building tenacity's state for every call costs
-        more than parsing the answer. After a retryable failure, tenacity runs the remaining attempts with the same
-        waits and log lines, so the policy behaves exactly as if tenacity had run from the start.
-        """
+        """Run ``attempt`` under the policy; a failure ``retry_if`` accepts is retried after a backoff."""
+        retrying = tenacity.Retrying(**self._tenacity_kwargs(retry_if, log))
         try:
-            return attempt()
-        except Exception as error:
-            if self.max_attempts == 1 or not retry_if(error):
-                raise
-            seconds = self.wait_seconds(1, error)
-            self._announce(1, error, seconds, log)
-        time.sleep(seconds)
-        return tenacity.Retrying(**self._tenacity_kwargs(retry_if, log, attempts_done=1))(attempt)
+            return retrying(attempt)
+        except PhotaError as error:
+            error.attempts = retrying.statistics["attempt_number"]
+            raise
 
     async def acall(
         self, attempt: Callable[[], Awaitable[T]], log: Log, retry_if: Callable[[BaseException], bool] = is_retryable
     ) -> T:
         """:meth:`call` for coroutines: the same policy, sleeping with ``asyncio.sleep``."""
+        retrying = tenacity.AsyncRetrying(**self._tenacity_kwargs(retry_if, log))
         try:
-            return await attempt()
-        except Exception as error:
-            if self.max_attempts == 1 or not retry_if(error):
-                raise
-            seconds = self.wait_seconds(1, error)
-            self._announce(1, error, seconds, log)
-        await asyncio.sleep(seconds)
-        retrying = tenacity.AsyncRetrying(**self._tenacity_kwargs(retry_if, log, attempts_done=1))
-        return await retrying(attempt)
+            return await retrying(attempt)
+        except PhotaError as error:
+            error.attempts = retrying.statistics["attempt_number"]
+            raise
+
+    def attempts(
+        self, log: Log, retry_if: Callable[[BaseException], bool] = is_retryable
+    ) -> Iterator[tenacity.AttemptManager]:
+        """The policy as tenacity's loop, for calls that keep state from one attempt to the next: each item is a
+        context manager around one attempt (``for attempt in policy.attempts(log): with attempt: ...``); an
+        exception ends the attempt, and the loop decides whether another one follows."""
+        retrying = tenacity.Retrying(**self._tenacity_kwargs(retry_if, log))
+        try:
+            yield from retrying
+        except PhotaError as error:
+            error.attempts = retrying.statistics["attempt_number"]
+            raise

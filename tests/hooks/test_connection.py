@@ -9,7 +9,7 @@ import pytest
 from hook_helpers import API
 
 from airflow_provider_phota.contract import DEFAULT_BASE_URL, profile_status_request
-from airflow_provider_phota.exceptions import PhotaError
+from airflow_provider_phota.exceptions import PhotaError, PhotaServerError, PhotaValidationError
 from airflow_provider_phota.hooks.phota import PhotaHook
 from airflow_provider_phota.hooks.retry import RetryPolicy
 from airflow_provider_phota.hooks.transport import ConnectionSettings, base_url_from
@@ -69,25 +69,133 @@ def test_host_and_port_fields(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_extras_override_timeouts_and_retries(monkeypatch: pytest.MonkeyPatch) -> None:
-    extras = {"timeout": "30", "connect_timeout": 2.5, "max_attempts": "2", "retry_wait": 0.5,
-              "retry_max_wait": "4", "max_retry_after": 9}  # fmt: skip
+    extras = {
+        "timeout": "30",  # numeric strings are accepted: a connection form may store them
+        "connect_timeout": 2.5,
+        "max_attempts": "2",
+        "retry_wait": 0.5,
+        "retry_max_wait": "4",
+        "max_retry_after": 9,
+    }
     settings = _env_conn(monkeypatch, host="http://127.0.0.1:1", password="k", extra=extras).settings
 
     assert (settings.timeout, settings.connect_timeout) == (30.0, 2.5)
     assert settings.retry == RetryPolicy(max_attempts=2, initial_wait=0.5, max_wait=4.0, max_retry_after=9.0)
 
 
-def test_constructor_arguments_and_extras_combine(monkeypatch: pytest.MonkeyPatch) -> None:
+# --- explicit argument > connection extra > default ------------------------------------------------------------
+
+
+def test_an_explicit_retry_policy_replaces_every_retry_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    extras = {"timeout": 30, "max_attempts": 3, "retry_wait": 5, "retry_max_wait": 6, "max_retry_after": 7}
     monkeypatch.setenv(
-        "AIRFLOW_CONN_PHOTA_DEFAULT",
-        json.dumps({"conn_type": "phota", "password": "k", "extra": {"timeout": 30, "max_attempts": 3}}),
+        "AIRFLOW_CONN_PHOTA_DEFAULT", json.dumps({"conn_type": "phota", "password": "k", "extra": extras})
     )
-    base = RetryPolicy(max_attempts=9, initial_wait=0.25, max_wait=2.0, max_retry_after=7.0)
+    policy = RetryPolicy(max_attempts=9, initial_wait=0.25, max_wait=2.0, max_retry_after=1.0)
 
-    settings = PhotaHook(timeout=5, retry_policy=base).settings
+    settings = PhotaHook(timeout=5, retry_policy=policy).settings
 
-    assert settings.timeout == 5.0  # the constructor's timeout wins over the extra
-    assert settings.retry == RetryPolicy(max_attempts=3, initial_wait=0.25, max_wait=2.0, max_retry_after=7.0)
+    assert settings.timeout == 5.0  # the argument wins over the extra
+    assert settings.retry is policy  # no extra applies on top of an explicit policy
+    assert PhotaHook().settings.timeout == 30.0  # without the argument, the extra
+
+
+def test_an_explicit_single_attempt_makes_one_attempt(set_conn: Any, emu: PhotaEmulator) -> None:
+    """The connection asks for 4 attempts (FAST_EXTRAS); the hook's argument says 1, and 1 it is."""
+    set_conn(max_attempts=4)
+    emu.inject_fault(f"{API}/profiles/ids", status=503, count=5)
+
+    with PhotaHook(retry_policy=RetryPolicy(max_attempts=1)) as hook, pytest.raises(PhotaServerError):
+        hook.list_profile_ids()
+
+    assert len(emu.requests) == 1
+
+
+def test_zero_waits_in_the_extras_are_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    extras = {"retry_wait": 0, "retry_max_wait": 0.0, "max_retry_after": "0"}
+    settings = _env_conn(monkeypatch, password="k", extra=extras).settings
+
+    assert settings.retry == RetryPolicy(initial_wait=0.0, max_wait=0.0, max_retry_after=0.0)
+
+
+def test_empty_extras_are_unset(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An empty form field is stored as "" or null: the default applies."""
+    extras = {name: "" for name in ("timeout", "connect_timeout", "max_attempts")} | {"retry_wait": None}
+    settings = _env_conn(monkeypatch, password="k", extra=extras).settings
+
+    assert settings == ConnectionSettings(base_url=DEFAULT_BASE_URL, api_key="k")
+
+
+BAD_EXTRAS: list[Any] = [
+    pytest.param("timeout", 0, "a number of seconds > 0", id="timeout-0"),
+    pytest.param("timeout", -5, "a number of seconds > 0", id="timeout-negative"),
+    pytest.param("timeout", "soon", "a number of seconds > 0", id="timeout-not-a-number"),
+    pytest.param("connect_timeout", 0, "a number of seconds > 0", id="connect_timeout-0"),
+    pytest.param("connect_timeout", [1], "a number of seconds > 0", id="connect_timeout-list"),
+    pytest.param("max_attempts", 0, "an integer >= 1", id="max_attempts-0"),
+    pytest.param("max_attempts", 2.5, "an integer >= 1", id="max_attempts-fraction"),
+    pytest.param("max_attempts", "three", "an integer >= 1", id="max_attempts-word"),
+    pytest.param("max_attempts", False, "an integer >= 1", id="max_attempts-false"),
+    pytest.param("retry_wait", -0.1, "a number of seconds >= 0", id="retry_wait-negative"),
+    pytest.param("retry_max_wait", -1, "a number of seconds >= 0", id="retry_max_wait-negative"),
+    pytest.param("max_retry_after", -5, "a number of seconds >= 0", id="max_retry_after-negative"),
+    pytest.param("max_retry_after", "inf", "a number of seconds >= 0", id="max_retry_after-infinite"),
+]
+
+
+@pytest.mark.parametrize(("extra", "value", "allowed"), BAD_EXTRAS)
+def test_an_extra_out_of_range_is_a_validation_error_naming_it(
+    set_conn: Any, emu: PhotaEmulator, extra: str, value: Any, allowed: str
+) -> None:
+    set_conn(**{extra: value})
+    hook = PhotaHook()
+
+    with pytest.raises(PhotaValidationError) as raised:
+        hook.list_profile_ids()
+
+    error = raised.value
+    assert error.fields == [f"{extra} (connection extra)"]
+    assert f"(allowed: {allowed})" in str(error)
+    assert "'phota_default'" in str(error)
+    assert error.retry_task is False  # a configuration error: an Airflow retry cannot help
+    assert emu.requests == []
+
+
+def test_every_bad_extra_is_named_at_once(set_conn: Any) -> None:
+    set_conn(timeout=0, max_attempts=0, retry_wait=-1)
+
+    with pytest.raises(PhotaValidationError) as raised:
+        _ = PhotaHook().settings
+
+    assert sorted(raised.value.fields) == [
+        f"{name} (connection extra)" for name in ("max_attempts", "retry_wait", "timeout")
+    ]
+
+
+def test_a_bad_retry_extra_is_ignored_under_an_explicit_policy(set_conn: Any) -> None:
+    set_conn(max_attempts=0)
+
+    assert PhotaHook(retry_policy=RetryPolicy(max_attempts=2)).settings.retry.max_attempts == 2
+
+
+@pytest.mark.parametrize("timeout", [0, -1.0])
+def test_an_explicit_timeout_out_of_range_is_a_validation_error(set_conn: Any, timeout: float) -> None:
+    set_conn()
+
+    with pytest.raises(PhotaValidationError) as raised:
+        _ = PhotaHook(timeout=timeout).settings
+
+    assert raised.value.fields == ["timeout"]
+
+
+def test_test_connection_names_a_bad_extra(set_conn: Any, emu: PhotaEmulator) -> None:
+    set_conn(timeout=0)
+
+    ok, message = PhotaHook().test_connection()
+
+    assert ok is False
+    assert "timeout (connection extra): 0 is out of range" in message
+    assert emu.requests == []
 
 
 def test_a_named_connection(monkeypatch: pytest.MonkeyPatch, emu: PhotaEmulator) -> None:

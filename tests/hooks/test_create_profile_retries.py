@@ -19,8 +19,15 @@ def _profiles_with_tag(emu: PhotaEmulator, tag: str) -> list[str]:
     return [profile_id for profile_id, view in emu.profiles.items() if view.tag == tag]
 
 
-@pytest.mark.parametrize("fault", [{"status": 500}, {"status": 502}, {"status": 504}, {"drop": True}],
-                         ids=["500", "502", "504", "drop"])  # fmt: skip
+AMBIGUOUS = [
+    pytest.param({"status": 500}, id="500"),
+    pytest.param({"status": 502}, id="502"),
+    pytest.param({"status": 504}, id="504"),
+    pytest.param({"drop": True}, id="drop"),
+]
+
+
+@pytest.mark.parametrize("fault", AMBIGUOUS)
 def test_tagged_create_recognises_the_profile_an_answerless_attempt_made(
     hook: PhotaHook, emu: PhotaEmulator, fault: dict[str, Any]
 ) -> None:

@@ -137,8 +137,9 @@ def test_edit_bytes_mode(hook: PhotaHook, emu: PhotaEmulator) -> None:
     profile_id = ready_profile(hook, emu)
     first = image_base64(300, 200)
 
-    result = hook.edit("make it brighter", [first, image_base64(50, 50)], profile_ids=[profile_id],
-                       num_output_images=2, resolution="1K")  # fmt: skip
+    options = {"profile_ids": [profile_id], "num_output_images": 2, "resolution": "1K"}
+
+    result = hook.edit("make it brighter", [first, image_base64(50, 50)], **options)
 
     expected = contract.output_size(Endpoint.EDIT, resolution="1K", input_size=(300, 200))
     assert expected == (1024, 683)
@@ -151,8 +152,7 @@ def test_edit_bytes_mode(hook: PhotaHook, emu: PhotaEmulator) -> None:
     assert result.known_subjects == {profile_id: 2}
     (post,) = emu.requests_to(f"{API}/edit", "POST")
     assert result.request_id == post.request_id
-    assert post.json == {"prompt": "make it brighter", "images": [first, image_base64(50, 50)],
-                         "profile_ids": [profile_id], "num_output_images": 2, "resolution": "1K"}  # fmt: skip
+    assert post.json == {"prompt": "make it brighter", "images": [first, image_base64(50, 50)], **options}
 
 
 def test_generate_bytes_mode_with_profile_token_and_jpg(hook: PhotaHook, emu: PhotaEmulator) -> None:
@@ -290,8 +290,8 @@ def test_submit_job_is_idempotent_per_client_request_id(
     assert list(emu.jobs) == [first.job_id]
     posts = emu.requests_to(f"{API}/generate", "POST")
     assert len(posts) == 2
-    assert posts[0].json == {"prompt": "a tree", "async": True, "response_mode": "urls",
-                             "client_request_id": "run-1:task.a_b"}  # fmt: skip
+    async_fields = {"async": True, "response_mode": "urls", "client_request_id": "run-1:task.a_b"}
+    assert posts[0].json == {"prompt": "a tree", **async_fields}
 
     assert hook.get_job(first.job_id).status == JobStatus.QUEUED
     emu.advance(50)

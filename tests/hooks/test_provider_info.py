@@ -18,7 +18,7 @@ import airflow_provider_phota
 from airflow_provider_phota.get_provider_info import connection_type_info, get_provider_info
 from airflow_provider_phota.hooks.phota import PhotaHook
 from airflow_provider_phota.hooks.retry import RetryPolicy
-from airflow_provider_phota.hooks.transport import ConnectionSettings
+from airflow_provider_phota.hooks.transport import CONNECTION_EXTRAS, ConnectionSettings
 
 AIRFLOW_DIR = Path(airflow.__file__).parent
 
@@ -115,13 +115,19 @@ def test_ui_field_behaviour_matches_the_provider_info() -> None:
     assert "host" not in behaviour["hidden_fields"]
 
 
-def test_conn_fields_are_exactly_the_extras_the_hook_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_conn_fields_are_exactly_the_extras_the_hook_reads() -> None:
     declared = set(connection_type_info()["conn-fields"])
-    assert declared == set(RetryPolicy.EXTRA_FIELDS) | {"timeout", "connect_timeout"}
+    assert declared == set(CONNECTION_EXTRAS)
 
     # And each declared field really changes the settings (a typo on either side would leave a default).
-    values = {"timeout": 11, "connect_timeout": 12, "max_attempts": 13, "retry_wait": 14, "retry_max_wait": 15,
-              "max_retry_after": 16}  # fmt: skip
+    values = {
+        "timeout": 11,
+        "connect_timeout": 12,
+        "max_attempts": 13,
+        "retry_wait": 14,
+        "retry_max_wait": 15,
+        "max_retry_after": 16,
+    }
     assert set(values) == declared
     settings = ConnectionSettings.from_connection(host=None, port=None, password="k", extras=values)
     assert (settings.timeout, settings.connect_timeout) == (11.0, 12.0)
@@ -138,6 +144,15 @@ def test_conn_field_defaults_match_the_hooks_defaults() -> None:
     assert fields["retry_wait"]["schema"]["default"] == policy.initial_wait
     assert fields["retry_max_wait"]["schema"]["default"] == policy.max_wait
     assert fields["max_retry_after"]["schema"]["default"] == policy.max_retry_after
+
+
+def test_conn_field_bounds_match_what_the_hook_accepts() -> None:
+    """The form declares the same lower bound the hook enforces, so a UI that checks the schema refuses it first."""
+    fields = connection_type_info()["conn-fields"]
+    for name, extra in CONNECTION_EXTRAS.items():
+        bound = "exclusiveMinimum" if extra.above_minimum else "minimum"
+        assert fields[name]["schema"][bound] == extra.minimum, name
+        assert set(fields[name]["schema"]) == {"type", "default", bound}, name
 
 
 def test_fractional_extras_are_declared_as_numbers() -> None:

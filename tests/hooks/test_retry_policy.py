@@ -77,30 +77,30 @@ def test_rate_limit_without_retry_after_backs_off() -> None:
     assert all(0.5 <= policy.wait_seconds(3, error) <= 4.0 for _ in range(50))
 
 
-# --- RetryPolicy from extras ------------------------------------------------------------------------------------
+# --- RetryPolicy's own checks ------------------------------------------------------------------------------------
 
 
-def test_from_extras_reads_every_field_and_converts_strings() -> None:
-    extras = {"max_attempts": "7", "retry_wait": "0.5", "retry_max_wait": 9, "max_retry_after": "15"}
-    assert RetryPolicy.from_extras(extras) == RetryPolicy(
-        max_attempts=7, initial_wait=0.5, max_wait=9.0, max_retry_after=15.0
-    )
-    assert set(RetryPolicy.EXTRA_FIELDS) == {"max_attempts", "retry_wait", "retry_max_wait", "max_retry_after"}
+@pytest.mark.parametrize(
+    ("arguments", "field"),
+    [
+        ({"max_attempts": 0}, "max_attempts"),
+        ({"max_attempts": 2.0}, "max_attempts"),
+        ({"max_attempts": True}, "max_attempts"),
+        ({"initial_wait": -1}, "initial_wait"),
+        ({"max_wait": float("nan")}, "max_wait"),
+        ({"max_retry_after": -0.5}, "max_retry_after"),
+    ],
+)
+def test_a_policy_out_of_range_is_a_validation_error(arguments: dict[str, Any], field: str) -> None:
+    with pytest.raises(PhotaValidationError) as raised:
+        RetryPolicy(**arguments)
+    assert raised.value.fields == [field]
 
 
-def test_from_extras_keeps_the_base_for_unset_fields() -> None:
-    base = RetryPolicy(max_attempts=2, initial_wait=3.0, max_wait=4.0, max_retry_after=5.0)
-    assert RetryPolicy.from_extras({}, base) == base
-    assert RetryPolicy.from_extras({"max_attempts": None, "retry_wait": ""}, base) == base
-    assert RetryPolicy.from_extras({"retry_max_wait": 6}, base) == RetryPolicy(2, 3.0, 6.0, 5.0)
-    assert RetryPolicy.from_extras({}) == RetryPolicy()
-
-
-def test_max_attempts_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="max_attempts"):
-        RetryPolicy(max_attempts=0)
-    with pytest.raises(ValueError, match="max_attempts"):
-        RetryPolicy.from_extras({"max_attempts": 0})
+def test_zero_waits_are_values() -> None:
+    policy = RetryPolicy(max_attempts=1, initial_wait=0, max_wait=0, max_retry_after=0)
+    assert policy.wait_seconds(3, PhotaServerError(500)) == 0.0
+    assert policy.wait_seconds(1, PhotaRateLimitError(429, retry_after=9)) == 0.0
 
 
 # --- contract.parse_retry_after ----------------------------------------------------------------------------------
@@ -214,6 +214,23 @@ def test_retries_stop_after_max_attempts_with_the_typed_error(
         assert error.path == IDS  # type: ignore[attr-defined]
     if isinstance(error, PhotaConnectionError):
         assert error.before_send is False  # the request reached the server: ambiguous
+        assert f"the connection to {emu.base_url.removeprefix('http://')} broke: " in str(error)
+    assert error.attempts == 4
+    assert str(error).endswith("(after 4 attempts)")
+
+
+def test_a_permanent_error_after_retries_says_how_many_attempts(hook: PhotaHook, emu: PhotaEmulator) -> None:
+    emu.inject_fault(IDS, status=503)
+    emu.inject_fault(IDS, status=401)
+
+    with pytest.raises(PhotaAuthenticationError) as raised:
+        hook.list_profile_ids()
+
+    assert [r.status for r in emu.requests_to(IDS)] == [503, 401]
+    request_id = emu.requests[-1].request_id
+    assert str(raised.value).endswith(
+        f"answered 401 UNAUTHORIZED: Injected fault: HTTP 401 (request id {request_id}) (after 2 attempts)"
+    )
 
 
 def test_read_timeout_is_retried(make_hook: Any, emu: PhotaEmulator) -> None:
@@ -250,6 +267,8 @@ def test_connection_refused_is_retried_then_raised(make_hook: Any) -> None:
 
     assert len(calls) == 3
     assert raised.value.before_send is True  # never connected: surely not processed
+    # The provider's words, not urllib3's "Max retries exceeded with url ...", and how many attempts were made.
+    assert str(raised.value) == f"GET {IDS}: connection refused by 127.0.0.1:9 (after 3 attempts)"
 
 
 def test_retry_after_is_honoured(hook: PhotaHook, emu: PhotaEmulator) -> None:
@@ -295,6 +314,8 @@ def test_client_errors_fail_after_one_attempt(
     assert error.retry_task is False
     assert str(status) in str(error)
     assert only.request_id in str(error)
+    assert error.attempts == 1
+    assert "attempts" not in str(error)  # one attempt: nothing to say about retries
 
 
 def test_content_moderation_is_its_own_error_after_one_attempt(hook: PhotaHook, emu: PhotaEmulator) -> None:
@@ -322,7 +343,7 @@ def test_real_service_errors_are_typed(hook: PhotaHook, emu: PhotaEmulator) -> N
     assert bad.value.error_type == "INVALID_REQUEST"
     assert "prof_unknown" in bad.value.detail
 
-    # A body the client would refuse, sent straight through the transport: the service's D9 answer.
+    # A body the client would refuse, sent straight through the transport: the service's 422 (api-decisions D9).
     request = contract.image_request("generate", {"prompt": "x", "images": ["abc"]})
     with pytest.raises(PhotaUnprocessableError) as unprocessable:
         hook.client.send(request)

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import SetConn
 from reliability_support import (
     API,
     MAX_ATTEMPTS,
@@ -43,6 +42,10 @@ from airflow_provider_phota.exceptions import (
 from airflow_provider_phota.hooks.phota import PhotaHook
 from airflow_provider_phota.testing import PhotaEmulator
 from airflow_provider_phota.triggers.phota import PhotaJobTrigger, ProfileReadyTrigger
+
+# The set_conn fixture (tests/reliability/conftest.py): a connection name, extras overridden by keyword.
+# Not imported from conftest: with several test folders in one run, "conftest" is another folder's module.
+SetConn = Callable[..., str]
 
 # --- faults -----------------------------------------------------------------------------------------------------
 
