@@ -14,6 +14,7 @@ import pendulum
 from airflow.sdk import Asset, Param, dag, task
 
 from airflow_provider_phota.operators.images import PhotaGenerateOperator
+from airflow_provider_phota.results import ImageOperatorResult
 from airflow_provider_phota.storage import path_segment
 
 POLL_SECONDS = float(os.environ.get("PHOTA_EXAMPLE_POLL_SECONDS", "10"))
@@ -55,9 +56,7 @@ def phota_marketing_batch() -> None:
     @task
     def read_campaign(params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """One generate request per row; each profile tag resolves to its newest READY profile."""
-        from airflow_provider_phota.contract import PROFILE_SUCCESS_STATUSES
         from airflow_provider_phota.hooks.phota import PhotaHook
-        from airflow_provider_phota.operators.profile import latest_profile
         from airflow_provider_phota.storage import storage_path
 
         assert params is not None
@@ -68,10 +67,10 @@ def phota_marketing_batch() -> None:
         for row in rows:
             tag = row["profile_tag"]
             if tag not in profiles:
-                found = latest_profile(hook, tag, PROFILE_SUCCESS_STATUSES)
+                found = hook.latest_profile(tag, ready_only=True)
                 if found is None:
                     raise ValueError(f"No READY profile with tag {tag!r}: train it first")
-                profiles[tag] = found[0]
+                profiles[tag] = found.profile_id
             token = f"[[{profiles[tag]}]]"
             prompt = row["prompt"].replace("{subject}", token)
             requests.append(
@@ -88,13 +87,15 @@ def phota_marketing_batch() -> None:
         task_id="render",
         output_format="jpg",
         output_path="{{ params.output_uri }}/" + RUN_FOLDER,
+        # Wait for the jobs on the triggerer. Without it the waits follow [operators] default_deferrable, which is
+        # False unless the deployment turns it on, and every row would hold a worker slot while its job runs.
         deferrable=True,
         poll_interval=POLL_SECONDS,
     ).expand_kwargs(read_campaign())
 
     @task(outlets=[CAMPAIGN_RENDERS])
     def publish_batch(
-        summaries: list[dict[str, Any]],
+        summaries: list[ImageOperatorResult],
         params: dict[str, Any] | None = None,
         run_id: str | None = None,
         outlet_events: Any = None,

@@ -60,6 +60,8 @@ def phota_scheduled_retraining() -> None:
         tag="{{ params.subject }}-{{ run_id | path_segment }}",
         training_tier="{{ params.training_tier }}",
         wait_for_ready=True,
+        # Wait for the ~20-minute training on the triggerer. Without it the wait follows [operators]
+        # default_deferrable, which is False unless the deployment turns it on, and holds a worker slot.
         deferrable=True,
         poll_interval=POLL_SECONDS,
     )
@@ -79,7 +81,7 @@ def phota_scheduled_retraining() -> None:
         outlet_events[CURRENT_PROFILE].extra = {"subject": params["subject"], "profile_id": new_profile_id}
         return previous if previous and previous != new_profile_id else None
 
-    previous = switch_profile(trained.output)
+    previous = switch_profile(trained.output["profile_id"])
 
     @task.short_circuit
     def has_previous(profile_id: str | None) -> bool:

@@ -16,10 +16,13 @@ from airflow.sdk import Asset, Param, dag, task
 
 from airflow_provider_phota.operators.images import PhotaEnhanceOperator, PhotaGenerateOperator
 from airflow_provider_phota.operators.profile import PhotaCreateProfileOperator
+from airflow_provider_phota.results import ImageOperatorResult
 from airflow_provider_phota.sensors.phota import ProfileReadySensor
 from airflow_provider_phota.storage import path_segment
 
 # The service suggests polling every 10-30 s; the demo and the tests use a shorter interval.
+# The waits pass deferrable=True: without it they follow [operators] default_deferrable, which is False unless the
+# deployment turns it on, and a 20-minute training or a minute-long job would hold a worker slot.
 POLL_SECONDS = float(os.environ.get("PHOTA_EXAMPLE_POLL_SECONDS", "15"))
 PUBLISHED = Asset("phota://examples/subject-pipeline/published")
 # One storage-safe folder per DAG run (run ids contain ':' and '+'); the filter is registered on the DAG.
@@ -67,8 +70,12 @@ def phota_subject_pipeline() -> None:
         tag="{{ params.subject }}",
         training_tier="{{ params.training_tier }}",
     )
+    profile_id = profile.output["profile_id"]
     ready = ProfileReadySensor(
-        task_id="wait_for_training", profile_id=profile.output, deferrable=True, poke_interval=POLL_SECONDS
+        task_id="wait_for_training",
+        profile_id=profile_id,
+        deferrable=True,  # wait on the triggerer (see POLL_SECONDS)
+        poke_interval=POLL_SECONDS,
     )
 
     @task
@@ -76,7 +83,7 @@ def phota_subject_pipeline() -> None:
         assert params is not None
         return [style.format(subject=f"[[{profile_id}]]") for style in params["styles"]]
 
-    prompts = build_prompts(profile.output)
+    prompts = build_prompts(profile_id)
     ready >> prompts
     variations = PhotaGenerateOperator.partial(
         task_id="generate_variations",
@@ -85,12 +92,12 @@ def phota_subject_pipeline() -> None:
         resolution="2K",
         output_format="png",
         output_path="{{ params.output_uri }}/" + RUN_FOLDER + "/variations",
-        deferrable=True,
+        deferrable=True,  # wait for the jobs on the triggerer
         poll_interval=POLL_SECONDS,
     ).expand(prompt=prompts)
 
     @task
-    def pick_best(summaries: list[dict[str, Any]]) -> str:
+    def pick_best(summaries: list[ImageOperatorResult]) -> str:
         """The variation to enhance. Stand-in scoring: the largest file (the most detail); plug in your own."""
         from airflow_provider_phota.storage import storage_path
 
@@ -102,19 +109,19 @@ def phota_subject_pipeline() -> None:
     final = PhotaEnhanceOperator(
         task_id="enhance_best",
         image=best,
-        profile_ids=[profile.output],
+        profile_ids=[profile_id],
         prompt="natural skin texture, crisp detail",
         output_format="png",
         output_path="{{ params.output_uri }}/" + RUN_FOLDER + "/final",
-        deferrable=True,
+        deferrable=True,  # wait for the job on the triggerer
         poll_interval=POLL_SECONDS,
     )
 
     @task(outlets=[PUBLISHED])
     def publish(
         prompts: list[str],
-        variations: list[dict[str, Any]],
-        final: dict[str, Any],
+        variations: list[ImageOperatorResult],
+        final: ImageOperatorResult,
         params: dict[str, Any] | None = None,
         run_id: str | None = None,
         outlet_events: Any = None,
@@ -132,8 +139,8 @@ def phota_subject_pipeline() -> None:
                 source = storage_path(uri)
                 published = target / f"{kind}-{source.name}"
                 size = copy_file(source, published)
-                entries.append({"kind": kind, "prompt": prompt, "source_uri": uri, "uri": uri_of(published),
-                                "bytes": size, "known_subjects": summary["known_subjects"]})  # fmt: skip
+                entry = {"kind": kind, "prompt": prompt, "source_uri": uri, "uri": uri_of(published), "bytes": size}
+                entries.append({**entry, "known_subjects": summary["known_subjects"]})
         manifest_uri = write_json(target / "manifest.json", {"subject": params["subject"], "images": entries})
         result = {"manifest_uri": manifest_uri, "count": len(entries), "subject": params["subject"]}
         outlet_events[PUBLISHED].extra = result

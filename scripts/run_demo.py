@@ -139,9 +139,13 @@ def run(verbose: bool) -> int:
     manifest = json.loads(manifests[-1].read_text())
     page, montage = contact_sheet(manifest, OUTPUT)
     print(f"==> done in {elapsed:.0f} s: {len(manifest['images'])} images published")
-    print(f"    the sensor deferred: {status_polls} profile status polls (1 in the worker, the rest on the triggerer)")
-    print(f"    async jobs polled {job_polls} times on the triggerer; charges: "
-          + ", ".join(f"{c.kind} {c.endpoint} ${c.amount_usd:.2f}" for c in charges))  # fmt: skip
+    print(
+        f"    the sensor deferred: {status_polls} profile status polls (one after the create and the sensor's check"
+        " in workers, the rest on the triggerer)"
+    )
+    bill = ", ".join(f"{c.kind} {c.endpoint} ${c.amount_usd:.2f}" for c in charges)
+    print(f"    async jobs polled {job_polls} times (one look after each submit, the rest on the triggerer)")
+    print(f"    charges:       {bill}")
     print(f"    images:        {OUTPUT / 'images'}")
     print(f"    published:     {manifests[-1].parent}")
     print(f"    manifest:      {manifests[-1]}")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,17 @@ def _dag_bag() -> Any:
     return bag
 
 
-def run_dag(dag_id: str, **conf: Any) -> Any:
-    """Run one DAG end to end in this process (tasks, deferrals and triggers inline); returns the DagRun."""
+def run_dag(dag_id: str, *, logical_date: datetime | None = None, **conf: Any) -> Any:
+    """Run one DAG end to end in this process (tasks, deferrals and triggers inline); returns the DagRun.
+
+    With ``logical_date`` the run id is fixed: running again with the same date clears the run's tasks and runs
+    them again in the same DAG run, as clearing a finished task does.
+    """
     dag = _dag_bag().get_dag(dag_id)
     assert dag is not None, f"no DAG {dag_id} in {DAGS}"
-    return dag.test(run_conf=conf)
+    if logical_date is None:
+        return dag.test(run_conf=conf)
+    return dag.test(logical_date=logical_date, run_after=logical_date, run_conf=conf)
 
 
 def task_states(dag_run: Any) -> dict[str, str]:

@@ -1,4 +1,4 @@
-"""What every Phota operator (and the sensor) shares: the hook, the error mapping, and asset-event metadata.
+"""What every Phota operator (and the sensor) shares: the hook, the error mapping, warnings, asset-event metadata.
 
 Import cost matters here: DAG files import operators at parse time, so the hook (requests, tenacity) and the
 triggers (aiohttp) are imported only when a task runs.
@@ -7,7 +7,7 @@ triggers (aiohttp) are imported only when a task runs.
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -72,6 +72,12 @@ def validate_event(event: Any, task: str) -> Mapping[str, Any]:
     if not isinstance(event, Mapping) or event.get("status") not in EVENT_STATUSES:
         raise AirflowFailException(f"{task} resumed with an unexpected trigger event: {event!r}")
     return event
+
+
+def warn_ineffective_arguments(task: Any, arguments: Sequence[str], reason: str) -> None:
+    """Log one warning naming every argument that has no effect in the mode the task runs in."""
+    if arguments:
+        task.log.warning("%s %s no effect %s", ", ".join(arguments), "has" if len(arguments) == 1 else "have", reason)
 
 
 def record_asset_events(context: Context, outlets: list[Any], extra: Mapping[str, Any]) -> None:

@@ -1,17 +1,22 @@
 """Operators for the studio endpoints: edit, generate, enhance and remix.
 
-Every operator validates all of its arguments before any request (a bad enum, count or path fails the task
-without retries and with the field and allowed values named), writes images to ``output_path`` through Airflow
-object storage (atomically, under names unique per task, map index and job), and returns only a small dict for
-XCom: output URIs, counts, ``known_subjects`` and the request or job id. Image bytes never go to XCom.
+Every operator checks all of its arguments before the first paid request: enums, counts, prompts, that every input
+file is an image, that the profile ids are ids, and that the outputs can be kept (the output folder is writable,
+the storage scheme's filesystem is installed). A bad argument fails the task without retries, naming the field and
+what it allows, and nothing is charged. Images are written to ``output_path`` through Airflow object storage
+(atomically, under names unique per task, map index and job), and the task returns a small
+:class:`~airflow_provider_phota.results.ImageOperatorResult` for XCom. Image bytes never go to XCom.
 
-Modes:
+Two ways to call the API:
 
-* ``mode="async"`` (default): the API's async mode with a ``client_request_id`` that is stable for the same DAG
-  run, task, map index and request. A retried or cleared task gets the original job back: one job, one charge.
-  With ``deferrable=True`` the wait runs on the triggerer, otherwise the worker polls.
-* ``mode="sync"``: one plain request. The API has no idempotency key for synchronous calls, so a retry after an
-  ambiguous failure (dropped connection, read timeout) may be charged again; prefer async for costly batches.
+* ``use_async_job=True`` (default): the API's async job, with a ``client_request_id`` that is stable for the same
+  DAG run, task, map index and request. A task retried after a crash, a lost answer or a timeout gets the original
+  job back: one job, one charge. A retry after the job itself FAILED with a retryable error submits a new job (see
+  :func:`derived_client_request_id`). With ``deferrable=True`` the wait runs on the triggerer, otherwise the worker
+  polls.
+* ``use_async_job=False``: one synchronous request. The API has no idempotency key for synchronous calls, so a
+  retry after an ambiguous failure (dropped connection, read timeout) may be charged again; prefer async jobs for
+  costly batches.
 """
 
 from __future__ import annotations
@@ -24,12 +29,15 @@ import os
 import re
 import time
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from airflow.providers.common.compat.sdk import conf
+
 from airflow_provider_phota import contract
-from airflow_provider_phota._compat import AirflowException, BaseOperator, Context
-from airflow_provider_phota.contract import Endpoint, ImageResult, JobState, Violation
+from airflow_provider_phota._compat import AirflowException, AirflowFailException, BaseOperator, Context
+from airflow_provider_phota.contract import Endpoint, ImageResult, JobState, JobStatus, Violation
+from airflow_provider_phota.events import EVENT_ERROR, error_is_retryable
 from airflow_provider_phota.exceptions import PhotaJobFailedError, PhotaValidationError
 from airflow_provider_phota.operators.base import (
     DEFAULT_CONN_ID,
@@ -38,15 +46,26 @@ from airflow_provider_phota.operators.base import (
     parse_list_argument,
     record_asset_events,
     validate_event,
+    warn_ineffective_arguments,
 )
+from airflow_provider_phota.waiting import DEFER_TIMEOUT_GRACE_SECONDS
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
-MODES = ("async", "sync")
+    from airflow_provider_phota.results import ImageOperatorResult
+
+DEFAULT_POLL_INTERVAL = 5.0
+DEFAULT_JOB_TIMEOUT = 3600.0
+MAX_FAILED_JOBS = 10  # a request whose jobs FAILED this many times stops paying for new ones
+REATTACH_AGE_SECONDS = 5.0  # a job created this long before our submit was an earlier try's
 LIST_FIELDS = frozenset({"images", "profile_ids"})  # may arrive as a rendered string from a template
 URL_LIFETIME_WARNING = "Download URLs expire after 24 hours: copy the images before then, or set output_path."
+IMAGE_FORMATS = "a JPEG, PNG, WebP or HEIC image"
+PROFILE_ID_RULE = "a non-empty string without '/', not '.' or '..'"
+_HEIC_BRANDS = frozenset({b"heic", b"heix", b"mif1", b"msf1", b"hevc"})
 _BASE64_PATTERN = re.compile(r"[A-Za-z0-9+/\s]+={0,2}")
+_INTEGER = re.compile(r"\s*[+-]?\d+\s*")
 _KEY_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -54,7 +73,7 @@ def stable_client_request_id(context: Context, endpoint: Endpoint | str, body: M
     """The async idempotency key: the same DAG run, task, map index and request always give the same key.
 
     A retried or cleared task therefore resubmits with the key of its first try and the service returns the
-    original job (D4), never a second charge. A changed request (another prompt) gives a new key.
+    original job, never a second charge (api-decisions D4). A changed request (another prompt) gives a new key.
     """
     ti = context["ti"]
     identity = [ti.dag_id, ti.run_id, ti.task_id, getattr(ti, "map_index", -1), str(Endpoint(endpoint)), body]
@@ -63,21 +82,50 @@ def stable_client_request_id(context: Context, endpoint: Endpoint | str, body: M
     return f"af:{readable}:{digest[:48]}"
 
 
-def _looks_like_base64(value: str) -> bool:
-    if len(value) < 16 or not _BASE64_PATTERN.fullmatch(value):
-        return False
+def derived_client_request_id(client_request_id: str, failed_job_id: str) -> str:
+    """The key of the job that replaces ``failed_job_id``, which ``client_request_id`` returned FAILED.
+
+    Resubmitting the same key would return the same FAILED job forever. The new key is derived from both, so it is
+    as stable as the first one: every later try of the task walks the same chain of keys (key, then the key after
+    its failed job, ...) and reattaches to the first job that did not fail instead of paying for another.
+    """
+    digest = hashlib.sha256(f"{client_request_id}\x00{failed_job_id}".encode()).hexdigest()
+    readable = _KEY_SAFE.sub("-", client_request_id.removeprefix("af:").split(":")[0])[:48] or "job"
+    return f"af:{readable}:{digest[:48]}"
+
+
+def image_format(head: bytes) -> str | None:
+    """``"jpeg"``, ``"png"``, ``"webp"`` or ``"heic"`` from a file's first bytes; ``None`` for anything else."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG"):
+        return "png"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIC_BRANDS:
+        return "heic"
+    return None
+
+
+def _base64_head(value: str) -> bytes | None:
+    """The first decoded bytes of a base64 string, or ``None`` when its start is not base64."""
+    head = "".join(value[:96].split())[:64]
+    head = head[: len(head) - len(head) % 4]
     try:
-        base64.b64decode(value[:4096].strip() + "=" * (-len(value[:4096].strip()) % 4), validate=False)
+        return base64.b64decode(head, validate=True)
     except (binascii.Error, ValueError):
-        return False
-    return True
+        return None
+
+
+def _looks_like_base64(value: str) -> bool:
+    return len(value) >= 16 and _BASE64_PATTERN.fullmatch(value) is not None and _base64_head(value) is not None
 
 
 def classify_image(field: str, value: Any) -> tuple[str, Any] | Violation:
     """``("url"|"base64"|"path", value)`` for an image argument, or a violation naming the field.
 
     Accepted: an http(s) URL, a base64 string, an ``ObjectStoragePath``, a storage URI (``s3://...``,
-    ``file://...``) or a local file path.
+    ``file://...``) whose filesystem is installed, or a local file path.
     """
     from airflow_provider_phota.storage import storage_path, validate_storage_uri
 
@@ -100,12 +148,36 @@ def classify_image(field: str, value: Any) -> tuple[str, Any] | Violation:
     return Violation(field, f"{text[:60]!r} is not a URL, a base64 image or an existing file", allowed)
 
 
+def _parse_timestamp(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def _is_earlier_job(state: JobState, submitted_at: float) -> bool:
+    """Whether the job the submit returned existed before it: it has moved on from QUEUED, or it was created
+    well before the submit (an earlier try's job that is still queued)."""
+    if state.status != JobStatus.QUEUED:
+        return True
+    created = _parse_timestamp(state.created_at)
+    return created is not None and created < submitted_at - REATTACH_AGE_SECONDS
+
+
 class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
     """Shared machinery of the four studio operators; subclasses declare their endpoint and arguments."""
 
     endpoint: ClassVar[Endpoint]
-    template_fields: Sequence[str] = ("prompt", "output_path", "output_format", "client_request_id")
-    template_fields_renderers = {"profile_ids": "json", "images": "json"}
+    prompt_required: ClassVar[bool] = False
+    template_fields: Sequence[str] = (
+        "phota_conn_id",
+        "output_path",
+        "output_format",
+        "response_mode",
+        "client_request_id",
+    )
     ui_color = "#ddd6fe"
 
     def __init__(
@@ -114,10 +186,10 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
         output_path: str | None = None,
         output_format: str = "png",
         response_mode: str | None = None,
-        mode: str = "async",
-        deferrable: bool = True,
-        poll_interval: float = 5.0,
-        job_timeout: float = 3600.0,
+        use_async_job: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        timeout: float = DEFAULT_JOB_TIMEOUT,
         client_request_id: str | None = None,
         phota_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
@@ -126,31 +198,44 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
         self.output_path = output_path
         self.output_format = output_format
         self.response_mode = response_mode
-        self.mode = mode
+        self.use_async_job = use_async_job
         self.deferrable = deferrable
         self.poll_interval = poll_interval
-        self.job_timeout = job_timeout
+        self.timeout = timeout
         self.client_request_id = client_request_id
         self.phota_conn_id = phota_conn_id
 
     # --- request ----------------------------------------------------------------------------------------------
 
     def _operator_violations(self) -> list[Violation]:
-        from airflow_provider_phota.storage import validate_storage_uri
+        """What is wrong with the operator's own arguments (the API's fields are checked by the contract)."""
+        from airflow_provider_phota.storage import validate_output_folder
 
         problems = []
-        if self.mode not in MODES:
-            problems.append(Violation("mode", f"{self.mode!r} is not a mode", "'async', 'sync'"))
-        if self.mode == "async" and self.response_mode not in (None, "urls"):
+        if not isinstance(self.use_async_job, bool):
+            problems.append(Violation("use_async_job", f"{self.use_async_job!r} is not a boolean", "True, False"))
+        if self.use_async_job is not False and self.response_mode not in (None, "urls"):
             problems.append(Violation("response_mode", "async jobs always return download URLs", "'urls' or omit"))
-        for name in ("poll_interval", "job_timeout"):
+        if self.use_async_job is False and self.response_mode == "bytes" and self.output_path is None:
+            problems.append(
+                Violation(
+                    "response_mode",
+                    "'bytes' without output_path would pay for images that are then thrown away",
+                    "'urls' (the default), or 'bytes' only with output_path",
+                )
+            )
+        for name in ("poll_interval", "timeout"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
                 problems.append(Violation(name, f"{value!r} is not a positive number of seconds", "a number > 0"))
         if self.output_path is not None:
-            problem = validate_storage_uri("output_path", self.output_path)
+            problem = validate_output_folder("output_path", self.output_path)
             if problem:
                 problems.append(problem)
+        prompt = getattr(self, "prompt", None)
+        if self.prompt_required and (prompt is None or (isinstance(prompt, str) and not prompt.strip())):
+            message = "is required" if prompt is None else "is empty"
+            problems.append(Violation("prompt", message, f"a non-empty prompt: /{self.endpoint.value} needs one"))
         return problems
 
     def _raw_options(self) -> dict[str, Any]:
@@ -160,11 +245,25 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
         for name in LIST_FIELDS & options.keys():
             if options[name] is not None:
                 options[name] = parse_list_argument(options[name], split=name != "images")
-        if self.mode == "sync":
-            options["response_mode"] = self.response_mode or ("bytes" if self.output_path else "urls")
+        count = options.get("num_output_images")
+        if isinstance(count, str) and _INTEGER.fullmatch(count):  # rendered from a template
+            options["num_output_images"] = int(count)
+        if self.use_async_job is False:
+            options["response_mode"] = self.response_mode or "urls"
         else:
-            options.pop("response_mode", None)  # async mode sets it
+            options.pop("response_mode", None)  # an async job always answers with URLs
         return contract.compact(options)
+
+    @staticmethod
+    def _profile_id_violations(profile_ids: Any) -> list[Violation]:
+        """Ids the service cannot have (the contract already refuses non-strings and empty strings)."""
+        if not isinstance(profile_ids, list):
+            return []
+        return [
+            Violation(f"profile_ids[{index}]", f"{item!r} is not a valid profile id", PROFILE_ID_RULE)
+            for index, item in enumerate(profile_ids)
+            if isinstance(item, str) and item.strip() and (item.strip() in (".", "..") or "/" in item)
+        ]
 
     def _resolve_images(self, options: dict[str, Any], problems: list[Violation]) -> dict[str, Any]:
         """Replace image arguments with what the API takes: URLs and base64 as given, files read and encoded."""
@@ -187,78 +286,163 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
             problems.append(kind)
             return value
         category, reference = kind
-        return self._read_image(field, reference, problems) if category == "path" else reference
+        if category == "url":
+            return reference  # the service fetches it
+        if category == "base64":
+            head = _base64_head(reference)
+            if head is None or image_format(head) is None:
+                problems.append(Violation(field, "the base64 data is not an image", IMAGE_FORMATS))
+            return reference
+        return self._read_image(field, reference, problems)
 
     @staticmethod
     def _read_image(field: str, path: ObjectStoragePath, problems: list[Violation]) -> str:
         try:
-            return base64.b64encode(path.read_bytes()).decode("ascii")
+            data = path.read_bytes()
         except FileNotFoundError:
             problems.append(Violation(field, f"{path} does not exist", "an existing file"))
+            return ""
         except (OSError, ValueError) as error:
             problems.append(Violation(field, f"{path} cannot be read: {error}", "a readable file"))
-        return ""
+            return ""
+        if image_format(data[:16]) is None:
+            problems.append(Violation(field, f"{path} is not an image", IMAGE_FORMATS))
+        return base64.b64encode(data).decode("ascii")
 
     def prepare_request(self, context: Context) -> tuple[dict[str, Any], str | None]:
-        """Validate everything and build the request body; no request is sent. Returns the body (options, plus the
-        async fields in async mode) and the idempotency key (async mode)."""
+        """Check every argument and build the request; no request is sent.
+
+        Returns the API options and, for an async job, its ``client_request_id`` (``None`` for a synchronous call).
+        Raises :class:`PhotaValidationError` naming every bad field.
+        """
         problems = self._operator_violations()
         options = self._resolve_images(self._raw_options(), problems)
+        problems += self._profile_id_violations(options.get("profile_ids"))
+        key = None
+        if self.use_async_job is False:
+            body = options
+        else:
+            key = self.client_request_id or stable_client_request_id(context, self.endpoint, options)
+            body = contract.job_body(self.endpoint, options, client_request_id=key)
+        problems += contract.validate_image_request(self.endpoint, body)
         if problems:
             raise PhotaValidationError(problems, context=type(self).__name__)
-        from airflow_provider_phota.hooks.phota import PhotaHook
-
-        if self.mode == "sync":
-            return PhotaHook.validate_image_options(self.endpoint, options), None
-        key = self.client_request_id or stable_client_request_id(context, self.endpoint, options)
-        PhotaHook.validate_image_options(
-            self.endpoint, contract.job_body(self.endpoint, options, client_request_id=key)
-        )
         return options, key
+
+    def _warn_about_ineffective_arguments(self) -> None:
+        if self.use_async_job is not False:
+            return
+        ineffective = []
+        if self.deferrable:
+            ineffective.append("deferrable=True")
+        if self.poll_interval != DEFAULT_POLL_INTERVAL:
+            ineffective.append(f"poll_interval={self.poll_interval!r}")
+        if self.timeout != DEFAULT_JOB_TIMEOUT:
+            ineffective.append(f"timeout={self.timeout!r}")
+        if self.client_request_id is not None:
+            ineffective.append("client_request_id")
+        warn_ineffective_arguments(
+            self, ineffective, "with use_async_job=False: one synchronous request, no job to wait for or key to send"
+        )
 
     # --- execution --------------------------------------------------------------------------------------------
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def execute(self, context: Context) -> ImageOperatorResult:
+        self._warn_about_ineffective_arguments()
         with fail_fast_on_permanent_errors():
             options, key = self.prepare_request(context)
             if key is None:
-                self.log.info("Sending /%s request (sync mode)", self.endpoint.value)
+                self.log.info("Sending a synchronous /%s request", self.endpoint.value)
                 result = self.hook.run_image(self.endpoint, options)
-                return self._deliver(context, result, ref=result.request_id or "sync", ref_key="request_id")
+                return self._deliver(context, result, job_id=None, client_request_id=None)
+            state, key = self._submit(options, key)
+            if not state.is_terminal:
+                if self.deferrable:
+                    self._defer(state.job_id, key)
+                state = self._wait_in_worker(state)
+            return self._finish_job(context, state, key)
+
+    def _submit(self, options: dict[str, Any], key: str) -> tuple[JobState, str]:
+        """Submit the job and look at it once. A key that returns a FAILED job whose error a new job may not have
+        leads to a derived key (:func:`derived_client_request_id`), at most :data:`MAX_FAILED_JOBS` times."""
+        for _ in range(MAX_FAILED_JOBS):
+            submitted_at = time.time()
             handle = self.hook.submit_job(self.endpoint, options, client_request_id=key)
-            self.log.info("Submitted /%s job %s (client_request_id %s)", self.endpoint.value, handle.job_id, key)
-            if self.deferrable:
-                self._defer(handle.job_id)
-            state = self.hook.wait_for_job(handle.job_id, poll_interval=self.poll_interval, timeout=self.job_timeout)
-            return self._finish_job(context, state)
-
-    def _defer(self, job_id: str) -> None:
-        from airflow_provider_phota.triggers.phota import PhotaJobTrigger
-
-        deadline = time.time() + self.job_timeout
-        self.defer(
-            trigger=PhotaJobTrigger(job_id, self.phota_conn_id, self.poll_interval, deadline),
-            method_name="execute_complete",
-            timeout=timedelta(seconds=self.job_timeout + 60),
+            state = self.hook.get_job(handle.job_id)
+            if _is_earlier_job(state, submitted_at):
+                self.log.info("Reattached to job %s (%s, client_request_id %s)", state.job_id, state.status, key)
+            else:
+                self.log.info("Submitted /%s job %s (client_request_id %s)", self.endpoint.value, state.job_id, key)
+            if state.status != JobStatus.FAILED:
+                return state, key
+            failure = PhotaJobFailedError(state.job_id, state.error_type, state.error_message)
+            if not failure.retry_task:
+                raise failure
+            key = derived_client_request_id(key, state.job_id)
+            self.log.warning(
+                "Job %s had failed (%s): submitting a new job with client_request_id %s",
+                state.job_id,
+                failure.error_type,
+                key,
+            )
+        raise AirflowFailException(
+            f"{MAX_FAILED_JOBS} Phota jobs of this request FAILED (the last one {state.job_id}: "
+            f"{state.error_type}: {state.error_message}); not paying for another. Change the request or set "
+            "client_request_id to start over."
         )
 
-    def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Resume after the trigger: fetch the job once more (the authoritative answer) and store its outputs."""
+    def _wait_in_worker(self, state: JobState) -> JobState:
+        """Poll the job from the worker until it is terminal, for at most ``timeout`` seconds."""
+        deadline = time.monotonic() + self.timeout
+        while not state.is_terminal:
+            if time.monotonic() + self.poll_interval > deadline:
+                raise AirflowException(
+                    f"Phota job {state.job_id} is still {state.status} after {self.timeout:.0f} s; a retry resubmits "
+                    "the same client_request_id and waits for the same job"
+                )
+            time.sleep(self.poll_interval)
+            previous, state = state.status, self.hook.get_job(state.job_id)
+            if state.status != previous:
+                self.log.info("Phota job %s is %s", state.job_id, state.status)
+        return state
+
+    def _defer(self, job_id: str, key: str) -> None:
+        from airflow_provider_phota.triggers.phota import PhotaJobTrigger
+
+        self.log.info("Deferring until job %s is done (polling every %.0f s)", job_id, self.poll_interval)
+        self.defer(
+            trigger=PhotaJobTrigger(job_id, self.phota_conn_id, self.poll_interval, time.time() + self.timeout),
+            method_name="execute_complete",
+            kwargs={"client_request_id": key},
+            timeout=timedelta(seconds=self.timeout + DEFER_TIMEOUT_GRACE_SECONDS),
+        )
+
+    def execute_complete(
+        self, context: Context, event: Mapping[str, Any] | None = None, client_request_id: str | None = None
+    ) -> ImageOperatorResult:
+        """Resume after the trigger: fetch the job once more (the authoritative answer) and store its outputs.
+
+        :param context: the task context.
+        :param event: the trigger's event.
+        :param client_request_id: the key the job was submitted with (passed by the deferral).
+        """
         event = validate_event(event, f"{type(self).__name__} {self.task_id}")
         job_id = str(event.get("job_id") or "")
+        if event["status"] == EVENT_ERROR and not error_is_retryable(event):
+            raise AirflowFailException(f"Waiting for Phota job {job_id} failed: {event.get('message')}")
         with fail_fast_on_permanent_errors():
             state = self.hook.get_job(job_id)
             if not state.is_terminal:
                 raise AirflowException(
-                    f"Phota job {job_id} is still {state.status} ({event['status']}: {event.get('message', '')}); "
+                    f"Phota job {job_id} is still {state.status} ({event['status']}: {event.get('message') or ''}); "
                     "a retry resubmits with the same client_request_id and resumes waiting for the same job"
                 )
-            return self._finish_job(context, state)
+            return self._finish_job(context, state, client_request_id)
 
-    def _finish_job(self, context: Context, state: JobState) -> dict[str, Any]:
+    def _finish_job(self, context: Context, state: JobState, key: str | None) -> ImageOperatorResult:
         if not state.succeeded or state.result is None:
             raise PhotaJobFailedError(state.job_id, state.error_type, state.error_message)
-        return self._deliver(context, state.result, ref=state.job_id, ref_key="job_id")
+        return self._deliver(context, state.result, job_id=state.job_id, client_request_id=key)
 
     # --- outputs ----------------------------------------------------------------------------------------------
 
@@ -268,75 +452,116 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
         suffix = f"-map{map_index}" if map_index is not None and map_index >= 0 else ""
         return f"{_KEY_SAFE.sub('-', self.task_id)}{suffix}-{_KEY_SAFE.sub('-', ref)[-24:]}"
 
-    def _deliver(self, context: Context, result: ImageResult, *, ref: str, ref_key: str) -> dict[str, Any]:
-        summary: dict[str, Any] = {
-            "endpoint": self.endpoint.value,
-            ref_key: ref,
-            "count": result.count,
-            "known_subjects": dict(result.known_subjects),
-        }
+    def _deliver(
+        self, context: Context, result: ImageResult, *, job_id: str | None, client_request_id: str | None
+    ) -> ImageOperatorResult:
         with_identity = sum(result.known_subjects.values())
-        self.log.info("Billing: %d output image(s); identity recognized %d time(s): %s", result.count,
-                      with_identity, result.known_subjects or "none")  # fmt: skip
+        self.log.info(
+            "Billing: %d output image(s); identity recognised %d time(s): %s",
+            result.count,
+            with_identity,
+            result.known_subjects or "none",
+        )
         if self.output_path is None:
             self.log.warning(URL_LIFETIME_WARNING)
-            summary["download_urls"] = list(result.download_urls)
-            summary["output_uris"] = []
+            output_uris, download_urls = [], list(result.download_urls)
         else:
-            summary["output_uris"] = self._write_outputs(context, result, ref)
-        record_asset_events(context, list(self.outlets), {k: v for k, v in summary.items() if k != "download_urls"})
+            ref = job_id or result.request_id or "sync"
+            output_uris, download_urls = self._write_outputs(context, result, ref), []
+        summary: ImageOperatorResult = {
+            "endpoint": self.endpoint.value,
+            "job_id": job_id,
+            "client_request_id": client_request_id,
+            "request_id": result.request_id,
+            "count": result.count,
+            "known_subjects": dict(result.known_subjects),
+            "output_uris": output_uris,
+            "download_urls": download_urls,
+        }
+        extra = {key: value for key, value in summary.items() if key != "download_urls"}
+        record_asset_events(context, list(self.outlets), extra)
         return summary
 
     def _write_outputs(self, context: Context, result: ImageResult, ref: str) -> list[str]:
+        """The one place outputs are written: decoded bytes (``response_mode="bytes"``) or a streamed download of
+        each signed URL, each file atomically."""
         from airflow_provider_phota.storage import atomic_write, storage_path, uri_of
 
         assert self.output_path is not None
         folder = storage_path(self.output_path)
         stem = self._output_stem(context, ref)
         extension = contract.file_extension(self.output_format)
+        sources: list[bytes | str] = [*result.images, *result.download_urls]
         uris = []
-        sources: list[tuple[bytes | None, str | None]] = [(data, None) for data in result.images]
-        sources += [(None, url) for url in result.download_urls]
-        for index, (data, url) in enumerate(sources):
+        for index, source in enumerate(sources):
             target = folder / f"{stem}-{index:02d}.{extension}"
-            size = atomic_write(target, [data]) if data is not None else self.hook.download(str(url), target)
+            size = atomic_write(target, [source]) if isinstance(source, bytes) else self.hook.download(source, target)
             uris.append(uri_of(target))
             self.log.info("Wrote image %d/%d to %s (%d bytes)", index + 1, len(sources), uris[-1], size)
         return uris
 
 
-_IMAGE_TEMPLATE_FIELDS = (*_PhotaImageOperator.template_fields, "profile_ids")
-_MODEL_TEMPLATE_FIELDS = ("aspect_ratio", "resolution", "base_model", "quality")
+_COMMON_ARGUMENTS = """
+    :param output_path: the folder the images are written to: a local path or an object storage URI such as
+        ``s3://aws_default@bucket/prefix`` (templated). Without it the task returns signed URLs that expire after
+        24 hours.
+    :param output_format: ``png`` (default) or ``jpg``; always sent explicitly (templated).
+    :param response_mode: only with ``use_async_job=False``: ``urls`` (default; with ``output_path`` each image is
+        streamed to storage from its signed URL, memory stays flat) or ``bytes`` (the images come inside the JSON
+        answer, which costs about four times the decoded size in memory while it is parsed; only together with
+        ``output_path``). Async jobs always answer with URLs (templated).
+    :param use_async_job: ``True`` (default): an async job with a stable ``client_request_id``, so retries and
+        clears never pay twice. ``False``: one synchronous request, which the API cannot deduplicate.
+    :param deferrable: wait for the job on the triggerer, freeing the worker slot. Defaults to
+        ``[operators] default_deferrable`` (``False`` unless the deployment turns it on). Only with
+        ``use_async_job=True``.
+    :param poll_interval: seconds between job status checks (default 5). Only with ``use_async_job=True``.
+    :param timeout: seconds to wait for the job (default 3600); then the try fails and a retry waits for the same
+        job. Only with ``use_async_job=True``.
+    :param client_request_id: the idempotency key to submit instead of the one derived from the DAG run, task, map
+        index and request (1-128 characters of ``A-Z a-z 0-9 . _ : -``; templated). Only with
+        ``use_async_job=True``.
+    :param phota_conn_id: the Phota connection (default ``phota_default``; templated).
+"""
+_MODEL_ARGUMENTS = """
+    :param num_output_images: 1-4 images (templated).
+    :param aspect_ratio: ``auto``, ``1:1``, ``3:4``, ``4:3``, ``9:16`` or ``16:9`` (templated).
+    :param resolution: ``1K``, ``2K`` or ``4K``, as the base model allows (templated).
+    :param base_model: ``nb2`` (default), ``gpt-image-2``, ``qwen-image-2``, ``flux-2`` or ``reve`` (templated).
+    :param quality: ``auto``, ``low``, ``medium`` or ``high``, with ``gpt-image-2`` only (templated)."""
+_IMAGE_NOTE = """Images are http(s) URLs, base64 strings, local
+    file paths, storage URIs or ``ObjectStoragePath`` objects; files are read and sent as base64, and every image
+    must be JPEG, PNG, WebP or HEIC."""
+_MODEL_TEMPLATE_FIELDS = ("num_output_images", "aspect_ratio", "resolution", "base_model", "quality")
 
 
 class PhotaEditOperator(_PhotaImageOperator):
-    """Edit 1-10 images with a prompt, keeping the identity of the named profiles.
+    __doc__ = f"""Edit 1-10 images with a prompt, keeping the identity of the named profiles.
+
+    Returns an :class:`~airflow_provider_phota.results.ImageOperatorResult`. {_IMAGE_NOTE}
 
     :param prompt: the instruction; may reference profiles inline as ``[[profile_id]]`` (templated).
-    :param images: input images: URLs, base64, local paths or storage URIs (templated).
-    :param profile_ids: candidate profiles to preserve (templated).
-    :param num_output_images: 1-4 variations.
-    :param aspect_ratio: ``auto``, ``1:1``, ``3:4``, ``4:3``, ``9:16``, ``16:9``.
-    :param resolution: ``1K``, ``2K`` or ``4K`` (per base model).
-    :param base_model: ``nb2`` (default), ``gpt-image-2``, ``qwen-image-2``, ``flux-2``, ``reve``.
-    :param quality: ``auto``/``low``/``medium``/``high``, with ``gpt-image-2`` only.
-    :param output_format: ``png`` or ``jpg`` (always sent explicitly).
-    :param output_path: where images are written (``ObjectStoragePath`` URI or local path, templated); without it
-        the operator returns signed URLs that expire after 24 h.
-    :param mode: ``async`` (idempotent job, default) or ``sync``.
-    :param deferrable: in async mode, wait on the triggerer.
-    """
+    :param images: the input images, 1-10 (templated).
+    :param profile_ids: the profiles whose identities to preserve (templated).{_MODEL_ARGUMENTS}{_COMMON_ARGUMENTS}"""
 
     endpoint = Endpoint.EDIT
-    template_fields: Sequence[str] = (*_IMAGE_TEMPLATE_FIELDS, "images", *_MODEL_TEMPLATE_FIELDS)
+    prompt_required = True
+    template_fields: Sequence[str] = (
+        *_PhotaImageOperator.template_fields,
+        "prompt",
+        "images",
+        "profile_ids",
+        *_MODEL_TEMPLATE_FIELDS,
+    )
+    template_fields_renderers = {"images": "json", "profile_ids": "json"}
 
     def __init__(
         self,
         *,
         prompt: str,
         images: Sequence[Any] | str,
-        profile_ids: Sequence[str] | None = None,
-        num_output_images: int | None = None,
+        profile_ids: Sequence[str] | str | None = None,
+        num_output_images: int | str | None = None,
         aspect_ratio: str | None = None,
         resolution: str | None = None,
         base_model: str | None = None,
@@ -355,19 +580,22 @@ class PhotaEditOperator(_PhotaImageOperator):
 
 
 class PhotaGenerateOperator(_PhotaImageOperator):
-    """Generate images from a prompt; bring profiles in with inline ``[[profile_id]]`` tokens.
+    __doc__ = f"""Generate images from a prompt; bring profiles in with inline ``[[profile_id]]`` tokens.
 
-    Arguments as :class:`PhotaEditOperator`, without ``images`` and ``profile_ids`` (not accepted by /generate).
-    """
+    Returns an :class:`~airflow_provider_phota.results.ImageOperatorResult`.
+
+    :param prompt: what to generate; ``[[profile_id]]`` puts that profile's identity in (templated).
+    {_MODEL_ARGUMENTS.strip()}{_COMMON_ARGUMENTS}"""
 
     endpoint = Endpoint.GENERATE
-    template_fields: Sequence[str] = (*_PhotaImageOperator.template_fields, *_MODEL_TEMPLATE_FIELDS)
+    prompt_required = True
+    template_fields: Sequence[str] = (*_PhotaImageOperator.template_fields, "prompt", *_MODEL_TEMPLATE_FIELDS)
 
     def __init__(
         self,
         *,
         prompt: str,
-        num_output_images: int | None = None,
+        num_output_images: int | str | None = None,
         aspect_ratio: str | None = None,
         resolution: str | None = None,
         base_model: str | None = None,
@@ -384,24 +612,32 @@ class PhotaGenerateOperator(_PhotaImageOperator):
 
 
 class PhotaEnhanceOperator(_PhotaImageOperator):
-    """Enhance one image (fixed at 2K, Nano Banana 2), optionally guided by a prompt and profiles.
+    __doc__ = f"""Enhance one image (at 2K, keeping its aspect ratio), optionally guided by a prompt and profiles.
 
-    :param image: the input image: URL, base64, local path or storage URI (templated).
-    :param profile_ids: identities to preserve (templated).
+    Returns an :class:`~airflow_provider_phota.results.ImageOperatorResult`. {_IMAGE_NOTE}
+
+    :param image: the input image (templated).
+    :param profile_ids: the profiles whose identities to preserve (templated).
     :param prompt: optional guidance (templated).
-    :param num_output_images: 1-4 variations.
-    """
+    :param num_output_images: 1-4 variations (templated).{_COMMON_ARGUMENTS}"""
 
     endpoint = Endpoint.ENHANCE
-    template_fields: Sequence[str] = (*_IMAGE_TEMPLATE_FIELDS, "image")
+    template_fields: Sequence[str] = (
+        *_PhotaImageOperator.template_fields,
+        "image",
+        "profile_ids",
+        "prompt",
+        "num_output_images",
+    )
+    template_fields_renderers = {"profile_ids": "json"}
 
     def __init__(
         self,
         *,
         image: Any,
-        profile_ids: Sequence[str] | None = None,
+        profile_ids: Sequence[str] | str | None = None,
         prompt: str | None = None,
-        num_output_images: int | None = None,
+        num_output_images: int | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -412,26 +648,36 @@ class PhotaEnhanceOperator(_PhotaImageOperator):
 
 
 class PhotaRemixOperator(_PhotaImageOperator):
-    """Restyle ``input_image`` after ``reference_image`` (2K, aspect ratio of the input), keeping identities.
+    __doc__ = f"""Restyle ``input_image`` after ``reference_image`` (at 2K, in the input's aspect ratio), keeping
+    identities.
+
+    Returns an :class:`~airflow_provider_phota.results.ImageOperatorResult`. {_IMAGE_NOTE}
 
     :param input_image: the content photo (templated).
     :param reference_image: the style source (templated).
-    :param profile_ids: identities to keep (templated).
-    :param prompt: what to keep or emphasize (templated).
-    :param num_output_images: 1-4 variations.
-    """
+    :param profile_ids: the profiles whose identities to keep (templated).
+    :param prompt: what to keep or emphasise (templated).
+    :param num_output_images: 1-4 variations (templated).{_COMMON_ARGUMENTS}"""
 
     endpoint = Endpoint.REMIX
-    template_fields: Sequence[str] = (*_IMAGE_TEMPLATE_FIELDS, "input_image", "reference_image")
+    template_fields: Sequence[str] = (
+        *_PhotaImageOperator.template_fields,
+        "input_image",
+        "reference_image",
+        "profile_ids",
+        "prompt",
+        "num_output_images",
+    )
+    template_fields_renderers = {"profile_ids": "json"}
 
     def __init__(
         self,
         *,
         input_image: Any,
         reference_image: Any,
-        profile_ids: Sequence[str] | None = None,
+        profile_ids: Sequence[str] | str | None = None,
         prompt: str | None = None,
-        num_output_images: int | None = None,
+        num_output_images: int | str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

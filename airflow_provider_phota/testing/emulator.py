@@ -212,6 +212,7 @@ class _Job:
     result: dict[str, Any] | None = None
     error: dict[str, str] | None = None
     finished_wall: float | None = None
+    forced_failure: bool = False  # set by fail_next_jobs: FAILED with JOB_FAILED whatever the prompt
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -310,6 +311,7 @@ class EmulatorState:
         self.callbacks: list[CallbackDelivery] = []
         self.faults: list[Fault] = []
         self.credit_usd: float | None = None
+        self.jobs_to_fail = 0  # the next this many new jobs end FAILED (fail_next_jobs)
 
     # clock: the state machines follow monotonic time + offset; timestamps and URL expiry follow wall time + offset
     def now(self) -> float:
@@ -337,6 +339,7 @@ class EmulatorState:
             for log in (self.ledger, self.requests, self.downloads, self.callbacks, self.faults):
                 log.clear()
             self.credit_usd = None
+            self.jobs_to_fail = 0
 
     # faults
     def add_fault(self, fault: Fault) -> None:
@@ -946,6 +949,9 @@ class EmulatorApp:
             known_subjects=subjects,
         )
         with self.state.lock:
+            if self.state.jobs_to_fail > 0:
+                self.state.jobs_to_fail -= 1
+                job.forced_failure = True
             self.state.jobs[job_id] = job
             if client_request_id is not None:
                 self.state.idempotency[(endpoint.value, client_request_id)] = (job_id, self.state.wall())
@@ -967,14 +973,14 @@ class EmulatorApp:
             if not self.state.job_is_due(job):
                 return
             prompt = str(job.body.get("prompt") or "")
-            if MARKER_MODERATE in prompt or MARKER_FAIL_JOB in prompt:
-                moderated = MARKER_MODERATE in prompt
-                job.error = {
-                    "type": ErrorType.CONTENT_MODERATION if moderated else ErrorType.JOB_FAILED,
-                    "message": "The prompt was blocked by content moderation"
-                    if moderated
-                    else f"The job failed (emulator marker {MARKER_FAIL_JOB!r})",
-                }
+            if MARKER_MODERATE in prompt or MARKER_FAIL_JOB in prompt or job.forced_failure:
+                if MARKER_MODERATE in prompt:
+                    error_type, message = ErrorType.CONTENT_MODERATION, "The prompt was blocked by content moderation"
+                elif job.forced_failure:
+                    error_type, message = ErrorType.JOB_FAILED, "The job failed (emulator: fail_next_jobs)"
+                else:
+                    error_type, message = ErrorType.JOB_FAILED, f"The job failed (emulator marker {MARKER_FAIL_JOB!r})"
+                job.error = {"type": error_type, "message": message}
                 with self.state.lock:
                     charged = [c for c in self.state.ledger if c.ref == job.job_id and c.kind == "images"]
                 for charge in charged:
@@ -1285,6 +1291,15 @@ class PhotaEmulator:
 
     def set_profile_outcome(self, profile_id: str, status: str = "ERROR", message: str = "") -> None:
         self._state.set_profile_outcome(profile_id, status, message)
+
+    def fail_next_jobs(self, count: int = 1) -> None:
+        """The next ``count`` new async jobs end FAILED with ``JOB_FAILED`` (a retryable failure), refunded like
+        any failed job. A resubmit that returns an existing job does not count. Unlike the prompt marker, the
+        request stays the same, so a test can show what a retry of the same request does after a failed job."""
+        if count < 0:
+            raise ValueError("count must be >= 0")
+        with self._state.lock:
+            self._state.jobs_to_fail = count
 
     def profile_status(self, profile_id: str) -> str:
         return self._state.profile_state(self._state.profile(profile_id))[0].value

@@ -8,7 +8,8 @@ Rules these follow, each learnt from a bug in another provider:
 * ``deadline`` is an absolute wall-clock time, so a trigger rebuilt after a triggerer restart keeps it;
 * the status is checked once more before a timeout is reported, so a job that finished during the last sleep is
   not reported as timed out;
-* exactly one event, with ``status`` in {success, failed, timeout, error} and a small JSON payload;
+* exactly one event, with ``status`` in {success, failed, timeout, error} and a small JSON payload
+  (:mod:`airflow_provider_phota.events`); an error event says whether a task retry can help;
 * the first poll waits for a stable phase within the interval, so many waits do not poll in lock-step.
 """
 
@@ -28,13 +29,13 @@ from airflow_provider_phota.events import EVENT_ERROR, EVENT_FAILED, EVENT_SUCCE
 class _Observation:
     """One poll's answer, reduced to what the loop needs."""
 
-    __slots__ = ("api_status", "details", "failed", "succeeded")
+    __slots__ = ("api_status", "failed", "message", "succeeded")
 
-    def __init__(self, api_status: str, *, succeeded: bool, failed: bool, details: dict[str, Any]) -> None:
+    def __init__(self, api_status: str, *, succeeded: bool, failed: bool, message: str = "") -> None:
         self.api_status = api_status
         self.succeeded = succeeded
         self.failed = failed
-        self.details = details
+        self.message = message
 
 
 class _PhotaPollingTrigger(BaseTrigger):
@@ -69,16 +70,9 @@ class _PhotaPollingTrigger(BaseTrigger):
         digest = hashlib.blake2b(self.resource_id.encode(), digest_size=4).digest()
         return self.poll_interval * int.from_bytes(digest, "big") / 2**32
 
-    def _event(self, status: str, started: float, api_status: str | None, **details: Any) -> TriggerEvent:
-        return TriggerEvent(  # type: ignore[no-untyped-call]
-            {
-                "status": status,
-                self.id_field: self.resource_id,
-                "api_status": api_status,
-                "elapsed_seconds": round(time.monotonic() - started, 3),
-                **details,
-            }
-        )
+    def _event(self, status: str, api_status: str | None, message: str = "", **extra: Any) -> TriggerEvent:
+        payload = {"status": status, self.id_field: self.resource_id, "api_status": api_status, "message": message}
+        return TriggerEvent({**payload, **extra})  # type: ignore[no-untyped-call]
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         from airflow_provider_phota.exceptions import PhotaError, is_retryable
@@ -99,34 +93,39 @@ class _PhotaPollingTrigger(BaseTrigger):
                 final_check = final_check or time.time() >= self.deadline
                 try:
                     seen = await self._observe(hook)
-                except AirflowNotFoundException as error:  # the connection is missing on this triggerer
-                    yield self._event(EVENT_ERROR, started, last_status, message=f"Phota connection: {error}")
+                except AirflowNotFoundException as error:
+                    # The connection is missing on this triggerer: as in a worker, a retry may find it.
+                    yield self._event(EVENT_ERROR, last_status, f"Phota connection: {error}", retryable=True)
                     return
                 except PhotaError as error:
                     if not is_retryable(error):
-                        yield self._event(EVENT_ERROR, started, last_status, message=str(error))
+                        # The same outcome as the same error before deferral: a 404 or a 401 cannot heal.
+                        yield self._event(EVENT_ERROR, last_status, str(error), retryable=error.retry_task)
                         return
                     # The hook already retried with backoff; keep waiting until the deadline.
                     last_error = str(error)
-                    self.log.warning("Phota %s %s: transient error, still waiting: %s", self.id_field,
-                                     self.resource_id, error)  # fmt: skip
+                    self.log.warning(
+                        "Phota %s %s: transient error, still waiting: %s", self.id_field, self.resource_id, error
+                    )
                 else:
                     last_error = None
                     if seen.api_status != last_status:
-                        self.log.info("Phota %s %s is %s after %.0f s", self.id_field, self.resource_id,
-                                      seen.api_status, time.monotonic() - started)  # fmt: skip
+                        elapsed = time.monotonic() - started
+                        self.log.info(
+                            "Phota %s %s is %s after %.0f s", self.id_field, self.resource_id, seen.api_status, elapsed
+                        )
                         last_status = seen.api_status
                     if seen.succeeded:
-                        yield self._event(EVENT_SUCCESS, started, seen.api_status, **seen.details)
+                        yield self._event(EVENT_SUCCESS, seen.api_status, seen.message)
                         return
                     if seen.failed:
-                        yield self._event(EVENT_FAILED, started, seen.api_status, **seen.details)
+                        yield self._event(EVENT_FAILED, seen.api_status, seen.message)
                         return
                 if final_check:
                     message = f"{self.id_field} {self.resource_id} still {last_status} at the deadline"
                     if last_error:
                         message += f" (last error: {last_error})"
-                    yield self._event(EVENT_TIMEOUT, started, last_status, message=message)
+                    yield self._event(EVENT_TIMEOUT, last_status, message)
                     return
                 # Sleep until the next poll, or until the deadline for the final re-check.
                 await asyncio.sleep(max(0.0, min(self.poll_interval, self.deadline - time.time())))
@@ -156,22 +155,27 @@ class ProfileReadyTrigger(_PhotaPollingTrigger):
 
     async def _observe(self, hook: Any) -> _Observation:
         state = await hook.aget_profile_status(self.resource_id)
-        return _Observation(state.status, succeeded=state.is_ready, failed=state.is_failed,
-                            details={"message": state.message})  # fmt: skip
+        return _Observation(state.status, succeeded=state.is_ready, failed=state.is_failed, message=state.message)
 
 
 class PhotaJobTrigger(_PhotaPollingTrigger):
     """Wait until an async image job is SUCCEEDED (success) or FAILED (failed).
 
-    The event carries the job id and, for a failure, the job's error type and message. The download URLs are not
-    put in the event: the operator fetches the job once more on resume, which is the authoritative answer.
+    The event carries the job id and, for a failure, the job's error message. The download URLs are not put in the
+    event: the operator fetches the job once more on resume, which is the authoritative answer.
+
+    :param job_id: the job to watch.
+    :param phota_conn_id: the Airflow connection (its id only; the key is looked up on the triggerer).
+    :param poll_interval: seconds between status checks.
+    :param deadline: absolute time (``time.time()`` seconds) after which a timeout event is sent.
     """
 
     id_field = "job_id"
 
     def __init__(self, job_id: str, phota_conn_id: str, poll_interval: float, deadline: float) -> None:
-        super().__init__(resource_id=job_id, phota_conn_id=phota_conn_id, poll_interval=poll_interval,
-                         deadline=deadline)  # fmt: skip
+        super().__init__(
+            resource_id=job_id, phota_conn_id=phota_conn_id, poll_interval=poll_interval, deadline=deadline
+        )
 
     @property
     def job_id(self) -> str:
@@ -179,8 +183,6 @@ class PhotaJobTrigger(_PhotaPollingTrigger):
 
     async def _observe(self, hook: Any) -> _Observation:
         state = await hook.aget_job(self.resource_id)
-        details: dict[str, Any] = {}
-        if state.status == JobStatus.FAILED:
-            details = {"error_type": state.error_type, "message": state.error_message or ""}
-        return _Observation(state.status, succeeded=state.succeeded, failed=state.status == JobStatus.FAILED,
-                            details=details)  # fmt: skip
+        failed = state.status == JobStatus.FAILED
+        message = f"{state.error_type}: {state.error_message or 'no message'}" if failed else ""
+        return _Observation(state.status, succeeded=state.succeeded, failed=failed, message=message)

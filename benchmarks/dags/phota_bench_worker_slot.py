@@ -33,10 +33,10 @@ class TimedGenerate(PhotaGenerateOperator):
         finally:  # a deferral leaves through TaskDeferred: the worker slot is free from here
             _record("execute", started)
 
-    def execute_complete(self, context: Any, event: Any = None) -> Any:
+    def execute_complete(self, context: Any, event: Any = None, **kwargs: Any) -> Any:
         started = time.monotonic()
         try:
-            return super().execute_complete(context, event)
+            return super().execute_complete(context, event, **kwargs)
         finally:
             _record("execute_complete", started)
 
@@ -45,7 +45,7 @@ with DAG("phota_bench_worker_slot", schedule=None, catchup=False) as dag:
     TimedGenerate(
         task_id="generate",
         prompt="a lighthouse in a storm",
-        deferrable=True,
+        deferrable=True,  # the point of the benchmark; the default follows [operators] default_deferrable
         poll_interval=1.0,
         output_path=os.environ.get("PHOTA_BENCH_OUTPUT", "/tmp/phota-bench-worker-slot"),
     )

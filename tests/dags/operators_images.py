@@ -21,8 +21,10 @@ PARAMS = {
     "reference": "",
     "profile_id": "",
     "prompt": "a lighthouse at dawn",
+    "count": 3,
+    "aspect_ratio": "9:16",
 }
-FAST = {"poll_interval": 0.1, "job_timeout": 60}
+FAST = {"poll_interval": 0.1, "timeout": 60}
 GENERATED = Asset("phota://tests/generated")
 
 with DAG("op_generate_deferrable", schedule=None, start_date=START, params=PARAMS):
@@ -43,11 +45,22 @@ with DAG("op_generate_sync", schedule=None, start_date=START, params=PARAMS):
     PhotaGenerateOperator(
         task_id="generate",
         prompt="{{ params.prompt }}",
-        num_output_images=3,
-        aspect_ratio="9:16",
+        num_output_images="{{ params.count }}",
+        aspect_ratio="{{ params.aspect_ratio }}",
         output_format="png",
         output_path="{{ params.out }}",
-        mode="sync",
+        use_async_job=False,
+    )
+
+with DAG("op_generate_sync_bytes", schedule=None, start_date=START, params=PARAMS):
+    PhotaGenerateOperator(
+        task_id="generate",
+        prompt="{{ params.prompt }}",
+        num_output_images=2,
+        aspect_ratio="9:16",
+        output_path="{{ params.out }}",
+        response_mode="bytes",
+        use_async_job=False,
     )
 
 with DAG("op_generate_urls_only", schedule=None, start_date=START, params=PARAMS):
@@ -91,7 +104,7 @@ with DAG("op_enhance", schedule=None, start_date=START, params=PARAMS):
         profile_ids=["{{ params.profile_id }}"],
         output_format="png",
         output_path="{{ params.out }}",
-        mode="sync",
+        use_async_job=False,
     )
 
 with DAG("op_remix", schedule=None, start_date=START, params=PARAMS):

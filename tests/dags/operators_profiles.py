@@ -35,5 +35,18 @@ with DAG("op_create_profile_retry", schedule=None, start_date=START, params=PARA
         retry_delay=timedelta(seconds=0),
     )
 
+with DAG("op_create_profile_wait_retries", schedule=None, start_date=START, params=PARAMS):
+    PhotaCreateProfileOperator(
+        task_id="create",
+        image_urls="{{ params.urls }}",
+        tag="{{ params.tag }}",
+        training_tier="fast",
+        wait_for_ready=True,
+        deferrable=True,
+        poll_interval=0.1,
+        retries=2,
+        retry_delay=timedelta(seconds=0),
+    )
+
 with DAG("op_delete_profile", schedule=None, start_date=START, params=PARAMS):
     PhotaDeleteProfileOperator(task_id="delete", profile_id="{{ params.profile_id }}")

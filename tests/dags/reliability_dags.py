@@ -26,7 +26,23 @@ with DAG(
         output_path="{{ params.out }}",
         deferrable=True,
         poll_interval=0.1,
-        job_timeout=60,
+        timeout=60,
+        **RETRY,
+    )
+
+with DAG(
+    "reliability_generate_retry",
+    schedule=None,
+    start_date=START,
+    params={"out": "/tmp/phota-reliability-out", "prompt": "a lighthouse at dawn"},
+):
+    PhotaGenerateOperator(
+        task_id="generate",
+        prompt="{{ params.prompt }}",
+        output_path="{{ params.out }}",
+        deferrable=False,
+        poll_interval=0.05,
+        timeout=60,
         **RETRY,
     )
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from airflow_provider_phota import results, storage
 from airflow_provider_phota.testing import PhotaEmulator
 from airflow_provider_phota.testing.samples import PhotoServer, make_subject_photos
 
@@ -45,13 +47,24 @@ def example_env(phota_conn_id: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PHOTA_EXAMPLE_POLL_SECONDS", "0.2")
 
 
-def test_subject_pipeline(airflow_db: None, example_env: None, example_bag: Any, phota_emulator: PhotaEmulator,
-                          photos: tuple[Path, PhotoServer], tmp_path: Path) -> None:  # fmt: skip
+def test_subject_pipeline(
+    airflow_db: None,
+    example_env: None,
+    example_bag: Any,
+    phota_emulator: PhotaEmulator,
+    photos: tuple[Path, PhotoServer],
+    tmp_path: Path,
+) -> None:
     dag = example_bag.get_dag("phota_subject_pipeline")
     folder, server = photos
-    run = dag.test(run_conf={"photos_uri": str(folder), "photos_base_url": server.base_url,
-                             "output_uri": f"file://{tmp_path}/out", "publish_uri": f"file://{tmp_path}/pub",
-                             "subject": "example-subject"})  # fmt: skip
+    conf = {
+        "photos_uri": str(folder),
+        "photos_base_url": server.base_url,
+        "output_uri": f"file://{tmp_path}/out",
+        "publish_uri": f"file://{tmp_path}/pub",
+        "subject": "example-subject",
+    }
+    run = dag.test(run_conf=conf)
     assert str(run.state).endswith("success")
     (manifest_path,) = (tmp_path / "pub").glob("*/manifest.json")
     manifest = json.loads(manifest_path.read_text())
@@ -62,16 +75,20 @@ def test_subject_pipeline(airflow_db: None, example_env: None, example_bag: Any,
         with Image.open(path) as image:
             assert image.size == (2048, 1536)  # 4:3 at 2K; the enhanced one keeps its input's ratio
     (profile_id,) = phota_emulator.profiles
-    assert all(entry["known_subjects"] == {profile_id: 2 if entry["kind"] == "variation" else 1}
-               for entry in manifest["images"])  # fmt: skip
+    for entry in manifest["images"]:
+        assert entry["known_subjects"] == {profile_id: 2 if entry["kind"] == "variation" else 1}
     # Training used the served photos, the profile was charged once, and the sensor deferred (more than one poll).
     assert len(phota_emulator.charges("profile")) == 1
     assert len(phota_emulator.requests_to("/v1/phota/profiles/*/status", "GET")) > 1
 
 
-def test_scheduled_retraining_switches_only_after_ready(airflow_db: None, example_env: None, example_bag: Any,
-                                                        phota_emulator: PhotaEmulator,
-                                                        photos: tuple[Path, PhotoServer]) -> None:  # fmt: skip
+def test_scheduled_retraining_switches_only_after_ready(
+    airflow_db: None,
+    example_env: None,
+    example_bag: Any,
+    phota_emulator: PhotaEmulator,
+    photos: tuple[Path, PhotoServer],
+) -> None:
     from airflow.models.variable import Variable
 
     dag = example_bag.get_dag("phota_scheduled_retraining")
@@ -149,3 +166,36 @@ def test_marketing_batch_fans_out_and_emits_one_asset_event(
     (event,) = asset_event_extras(run, "phota://examples/marketing/renders")
     assert event["images"] == 6
     assert event["rows"] == 3
+
+
+# What the example DAGs may import from the provider: its documented public API.
+PUBLIC_API = {
+    "airflow_provider_phota.operators.images": {
+        "PhotaEditOperator",
+        "PhotaGenerateOperator",
+        "PhotaEnhanceOperator",
+        "PhotaRemixOperator",
+    },
+    "airflow_provider_phota.operators.profile": {"PhotaCreateProfileOperator", "PhotaDeleteProfileOperator"},
+    "airflow_provider_phota.sensors.phota": {"ProfileReadySensor"},
+    "airflow_provider_phota.hooks.phota": {"PhotaHook"},
+    "airflow_provider_phota.results": set(results.__all__),
+    "airflow_provider_phota.storage": set(storage.__all__),
+}
+
+
+@pytest.mark.parametrize("path", sorted(EXAMPLES.glob("*.py")), ids=lambda path: path.name)
+def test_example_dags_use_only_the_public_api(path: Path) -> None:
+    tree = ast.parse(path.read_text())
+    imported = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported += [(alias.name, "") for alias in node.names if alias.name.startswith("airflow_provider_phota")]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("airflow_provider_phota"):
+            imported += [(node.module or "", alias.name) for alias in node.names]
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "hook":
+            assert not node.attr.startswith("_"), f"{path.name} uses PhotaHook.{node.attr}"
+
+    assert imported
+    for module, name in imported:
+        assert name in PUBLIC_API.get(module, set()), f"{path.name} imports {name or module} from {module}"

@@ -69,10 +69,13 @@ def test_generate_deferrable_writes_images_and_returns_small_summary(conn: Phota
 
     assert task_states(dag_run) == {"generate": "success"}
     summary = return_value(dag_run, "generate")
+    assert set(summary) == RESULT_KEYS
     assert summary["count"] == 2
     assert summary["endpoint"] == "generate"
     assert summary["known_subjects"] == {}
     assert summary["job_id"] in conn.jobs
+    assert summary["request_id"].startswith("req_")
+    assert summary["download_urls"] == []
     assert_images(summary["output_uris"], (2048, 1152), "JPEG")
     assert [f"file://{p}" for p in image_files(out)] == sorted(summary["output_uris"])
     assert_small_xcom(dag_run)
@@ -89,16 +92,47 @@ def test_generate_deferrable_writes_images_and_returns_small_summary(conn: Phota
     assert extra["count"] == 2
 
 
-def test_generate_sync_mode_decodes_bytes_to_storage(conn: PhotaEmulator, tmp_path: Path) -> None:
-    dag_run = run_dag("op_generate_sync", out=str(tmp_path))
+RESULT_KEYS = {
+    "endpoint",
+    "job_id",
+    "client_request_id",
+    "request_id",
+    "count",
+    "known_subjects",
+    "output_uris",
+    "download_urls",
+}
+
+
+def test_generate_sync_streams_the_signed_urls_to_storage(conn: PhotaEmulator, tmp_path: Path) -> None:
+    """A synchronous call with output_path asks for URLs and streams each image (flat memory), by default."""
+    dag_run = run_dag("op_generate_sync", out=str(tmp_path), count="3", aspect_ratio="9:16")
 
     summary = return_value(dag_run, "generate")
+    assert set(summary) == RESULT_KEYS
     assert summary["count"] == 3
+    assert (summary["job_id"], summary["client_request_id"]) == (None, None)
     assert summary["request_id"].startswith("req_")
+    assert summary["download_urls"] == []
+    assert_images(summary["output_uris"], (576, 1024), "PNG")
+    (request,) = conn.requests_to("/v1/phota/generate", "POST")
+    assert request.json["response_mode"] == "urls"
+    assert request.json["num_output_images"] == 3  # rendered from a template, sent as a number
+    assert "async" not in request.json
+    assert len(conn.downloads) == 3
+    assert_small_xcom(dag_run)
+
+
+def test_generate_sync_bytes_mode_writes_the_decoded_images(conn: PhotaEmulator, tmp_path: Path) -> None:
+    dag_run = run_dag("op_generate_sync_bytes", out=str(tmp_path))
+
+    summary = return_value(dag_run, "generate")
+    assert set(summary) == RESULT_KEYS
+    assert summary["count"] == 2
     assert_images(summary["output_uris"], (576, 1024), "PNG")
     (request,) = conn.requests_to("/v1/phota/generate", "POST")
     assert request.json["response_mode"] == "bytes"
-    assert "async" not in request.json
+    assert conn.downloads == []  # the images came in the answer
     assert_small_xcom(dag_run)
 
 
@@ -106,6 +140,8 @@ def test_without_output_path_returns_signed_urls_only(conn: PhotaEmulator) -> No
     dag_run = run_dag("op_generate_urls_only")
 
     summary = return_value(dag_run, "generate")
+    assert set(summary) == RESULT_KEYS
+    assert summary["client_request_id"] == conn.jobs[summary["job_id"]].client_request_id
     assert summary["output_uris"] == []
     assert len(summary["download_urls"]) == 1
     assert "token=" in summary["download_urls"][0]
@@ -209,7 +245,7 @@ def test_client_request_id_is_stable_per_run_task_map_index_and_request() -> Non
     [
         ("https://example.com/a.jpg", "url"),
         ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk", "base64"),
-        ("s3://bucket/key.png", "path"),
+        ("file:///bucket/key.png", "path"),
         ("/definitely/not/here.png", "path"),
     ],
 )

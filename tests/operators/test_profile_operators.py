@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -28,7 +30,16 @@ def test_create_profile_defers_until_ready_and_returns_the_id(conn: PhotaEmulato
     dag_run = run_dag("op_create_profile", urls=FAST_URLS, tag="subject-a")
 
     assert task_states(dag_run) == {"create": "success"}
-    profile_id = return_value(dag_run, "create")
+    result = return_value(dag_run, "create")
+    profile_id = result["profile_id"]
+    assert result == {
+        "profile_id": profile_id,
+        "status": "READY",
+        "message": "",
+        "tag": "subject-a",
+        "training_tier": "fast",
+        "reused": False,
+    }
     assert conn.profile_status(profile_id) == "READY"
     assert conn.profiles[profile_id].tag == "subject-a"
     assert conn.profiles[profile_id].tier == "fast"
@@ -41,7 +52,9 @@ def test_create_profile_reuses_a_training_profile_with_the_same_tag(conn: PhotaE
     existing = PhotaHook().create_profile(FAST_URLS, tag="subject-b", training_tier="fast")
     dag_run = run_dag("op_create_profile", urls=FAST_URLS, tag="subject-b")
 
-    assert return_value(dag_run, "create") == existing
+    # (``reused`` comes back through the deferral's kwargs, which dag.test() of Airflow 3.3 drops on resume:
+    # tests/sensors checks it on the resume path the triggerer takes.)
+    assert return_value(dag_run, "create")["profile_id"] == existing
     assert len(conn.requests_to("/v1/phota/profiles/add", "POST")) == 1  # only the one made above
     assert len(conn.charges("profile")) == 1
 
@@ -51,7 +64,7 @@ def test_create_profile_does_not_reuse_a_failed_profile(conn: PhotaEmulator) -> 
     conn.set_profile_outcome(failed, "ERROR", "No detectable subject")
     dag_run = run_dag("op_create_profile", urls=FAST_URLS, tag="subject-c")
 
-    fresh = return_value(dag_run, "create")
+    fresh = return_value(dag_run, "create")["profile_id"]
     assert fresh != failed
     assert conn.profile_status(fresh) == "READY"
     assert len(conn.charges("profile")) == 2
@@ -66,7 +79,7 @@ def test_retried_create_task_trains_one_profile(conn: PhotaEmulator) -> None:
     assert task_states(dag_run) == {"create": "success"}
     assert try_numbers(dag_run) == {"create": 2}
     assert len(conn.requests_to("/v1/phota/profiles/add", "POST")) == 1
-    assert list(conn.profiles) == [return_value(dag_run, "create")]
+    assert list(conn.profiles) == [return_value(dag_run, "create")["profile_id"]]
     assert len(conn.charges("profile")) == 1
 
 
@@ -79,6 +92,30 @@ def test_ambiguous_create_failure_is_recovered_by_tag(conn: PhotaEmulator) -> No
     assert task_states(dag_run) == {"create": "success"}
     assert len(conn.profiles) == 1
     assert len(conn.charges("profile")) == 1
+
+
+def test_profile_deleted_during_the_deferred_wait_fails_without_retries_or_a_second_training(
+    conn: PhotaEmulator,
+) -> None:
+    """The trigger sees a 404: the task fails at once (retries=2), instead of a retry training a new profile."""
+
+    def delete_once_checked() -> None:
+        deadline = time.monotonic() + 120
+        while not conn.requests_to("/v1/phota/profiles/*/status", "GET") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with PhotaHook() as hook:
+            hook.delete_profile(next(iter(conn.profiles)))
+
+    watcher = threading.Thread(target=delete_once_checked, daemon=True)
+    watcher.start()
+    dag_run = run_dag("op_create_profile_wait_retries", urls=FAST_URLS, tag="subject-g")
+    watcher.join(timeout=5)
+
+    assert task_states(dag_run) == {"create": "failed"}
+    assert try_numbers(dag_run) == {"create": 1}
+    assert len(conn.requests_to("/v1/phota/profiles/add", "POST")) == 1
+    assert len(conn.charges("profile")) == 1
+    assert conn.profiles == {}
 
 
 def test_invalid_training_set_fails_before_any_request(conn: PhotaEmulator) -> None:
@@ -95,10 +132,10 @@ def test_delete_profile_then_delete_again_is_a_success(conn: PhotaEmulator) -> N
     first = run_dag("op_delete_profile", profile_id=profile_id)
     second = run_dag("op_delete_profile", profile_id=profile_id)
 
-    assert return_value(first, "delete") is True
+    assert return_value(first, "delete") == {"profile_id": profile_id, "deleted": True}
     assert profile_id not in conn.profiles
     assert task_states(second) == {"delete": "success"}
-    assert return_value(second, "delete") is False
+    assert return_value(second, "delete") == {"profile_id": profile_id, "deleted": False}
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ leftover temporary file), and the retry writes the complete set."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,17 @@ ORIGINAL_WRITE = storage.atomic_write
 
 
 def _operator(out: Path, **kwargs: Any) -> PhotaGenerateOperator:
-    return PhotaGenerateOperator(task_id="generate", prompt="three foxes", num_output_images=COUNT,
-                                 output_path=str(out), deferrable=False, poll_interval=0.05, **kwargs)  # fmt: skip
+    return PhotaGenerateOperator(
+        task_id="generate", prompt="three foxes", num_output_images=COUNT, output_path=str(out), **kwargs
+    )
+
+
+def _wait_for_result(hook: PhotaHook, job_id: str) -> Any:
+    state = hook.get_job(job_id)
+    while not state.is_terminal:
+        time.sleep(0.05)
+        state = hook.get_job(job_id)
+    return state.result
 
 
 def _complete_set(out: Path, uris: list[str]) -> None:
@@ -79,22 +89,22 @@ def test_download_cut_midway_leaves_no_partial_file_and_the_retry_writes_all(
     context = task_context(task_id="generate")
     # Learn the job's download URLs first (the same idempotency key the task will use), then cut the transfer of
     # the second image midway on every attempt of the hook.
-    options, key = _operator(out).prepare_request(context)
+    options, key = _operator(out, poll_interval=0.05).prepare_request(context)
     assert key is not None
     with PhotaHook(conn_id) as hook:
         job_id = hook.submit_job("generate", options, client_request_id=key).job_id
-        urls = hook.wait_for_job(job_id, poll_interval=0.05).result.download_urls  # type: ignore[union-attr]
+        urls = _wait_for_result(hook, job_id).download_urls
     emu.inject_fault(urlsplit(urls[1]).path, drop=True, after=True, count=MAX_ATTEMPTS)
 
     with pytest.raises(PhotaConnectionError):
-        _operator(out).execute(context)
+        _operator(out, poll_interval=0.05).execute(context)
     cut = [d for d in emu.downloads if d.status == 0]
     assert len(cut) == MAX_ATTEMPTS  # each attempt sent half the body, then the connection died
     first_try = visible_files(out)
     assert len(first_try) == 1  # image 00 complete; image 01 absent, not half-written; no temporary file
     assert first_try[0].endswith("-00.png")
 
-    summary = _operator(out).execute(context)  # the task's retry
+    summary = _operator(out, poll_interval=0.05).execute(context)  # the task's retry
 
     assert summary["job_id"] == job_id
     assert len(summary["output_uris"]) == COUNT
@@ -103,7 +113,14 @@ def test_download_cut_midway_leaves_no_partial_file_and_the_retry_writes_all(
     assert len(emu.charges("images")) == 1
 
 
-@pytest.mark.parametrize("mode", ["async", "sync"])
+ATOMIC_MODES = {
+    "async": {"poll_interval": 0.05},
+    "sync-urls": {"use_async_job": False},
+    "sync-bytes": {"use_async_job": False, "response_mode": "bytes"},
+}
+
+
+@pytest.mark.parametrize("mode", ATOMIC_MODES)
 def test_write_failing_midway_leaves_no_partial_file_and_the_retry_writes_all(
     mode: str, emu: PhotaEmulator, conn_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -112,12 +129,12 @@ def test_write_failing_midway_leaves_no_partial_file_and_the_retry_writes_all(
     targets = _disk_full_on_write(monkeypatch, failing_call=2)
 
     with pytest.raises(OSError, match="No space left"):
-        _operator(out, mode=mode).execute(context)
+        _operator(out, **ATOMIC_MODES[mode]).execute(context)
     assert len(targets) == 2
     assert visible_files(out) == [targets[0]]  # the second image is not at its final name, nor half-written anywhere
 
     monkeypatch.setattr(storage, "atomic_write", ORIGINAL_WRITE)  # the disk has room again
-    summary = _operator(out, mode=mode).execute(context)  # the task's retry
+    summary = _operator(out, **ATOMIC_MODES[mode]).execute(context)  # the task's retry
 
     uris = summary["output_uris"]
     assert len(uris) == COUNT

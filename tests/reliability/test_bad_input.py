@@ -3,7 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import base64
+import os
+import shutil
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +15,7 @@ import pytest
 from reliability_support import PNG_1X1, STANDARD_URLS, task_context
 
 from airflow_provider_phota._compat import AirflowFailException
+from airflow_provider_phota.exceptions import PhotaValidationError
 from airflow_provider_phota.operators.images import (
     PhotaEditOperator,
     PhotaEnhanceOperator,
@@ -31,7 +36,8 @@ def generate(**kwargs: Any) -> Factory:
 
 def edit(**kwargs: Any) -> Factory:
     images = kwargs.pop("images", [PNG_1X1])
-    return lambda tmp: PhotaEditOperator(task_id="t", prompt="make it blue", images=images, **kwargs)
+    prompt = kwargs.pop("prompt", "make it blue")
+    return lambda tmp: PhotaEditOperator(task_id="t", prompt=prompt, images=images, **kwargs)
 
 
 def enhance(**kwargs: Any) -> Factory:
@@ -57,12 +63,33 @@ def sensor(profile_id: Any) -> Factory:
     return lambda tmp: ProfileReadySensor(task_id="t", profile_id=profile_id, deferrable=True)
 
 
+def in_tmp(make: Callable[..., Factory], **paths: Callable[[Path], str]) -> Factory:
+    """A factory whose arguments are paths made in the test's temporary folder."""
+    return lambda tmp: make(**{name: path(tmp) for name, path in paths.items()})(tmp)
+
+
+def regular_file(tmp: Path) -> Path:
+    path = tmp / "notes.txt"
+    path.write_text("a regular file, not a folder")
+    return path
+
+
+def text_file(tmp: Path) -> Path:
+    path = tmp / "photo.png"  # named like an image, but it is text
+    path.write_text("this is not an image, whatever its name says")
+    return path
+
+
+NOT_AN_IMAGE_BASE64 = base64.b64encode(b"plain text posing as an image, long enough to look like base64").decode()
+
+
 # (id, operator factory, the field the message must name, what it must say is allowed)
 CASES: list[tuple[str, Factory, str, str]] = [
     # counts
     ("generate-num_output_images-0", generate(num_output_images=0), "num_output_images", "an integer from 1 to 4"),
     ("generate-num_output_images-5", generate(num_output_images=5), "num_output_images", "an integer from 1 to 4"),
-    ("generate-num_output_images-str", generate(num_output_images="2"), "num_output_images", "an integer from 1"),
+    ("generate-num_output_images-str", generate(num_output_images="two"), "num_output_images", "an integer from 1"),
+    ("generate-num_output_images-rendered-9", generate(num_output_images="9"), "num_output_images", "1 to 4"),
     ("enhance-num_output_images-7", enhance(num_output_images=7), "num_output_images", "an integer from 1 to 4"),
     ("remix-num_output_images--1", remix(num_output_images=-1), "num_output_images", "an integer from 1 to 4"),
     ("edit-11-images", edit(images=[PNG_1X1] * 11), "images", "1 to 10 images"),
@@ -83,11 +110,11 @@ CASES: list[tuple[str, Factory, str, str]] = [
     ("generate-output_format-gif", generate(output_format="gif"), "output_format", "'png', 'jpg'"),
     ("enhance-output_format-webp", enhance(output_format="webp"), "output_format", "'png', 'jpg'"),
     ("generate-base_model-unknown", generate(base_model="dall-e"), "base_model", "'nb2'"),
-    ("generate-mode-batch", generate(mode="batch"), "mode", "'async', 'sync'"),
+    ("generate-use_async_job-not-bool", generate(use_async_job="sync"), "use_async_job", "True, False"),
     ("generate-async-response_mode-bytes", generate(response_mode="bytes"), "response_mode", "'urls'"),
     (
         "generate-sync-response_mode-base64",
-        generate(mode="sync", response_mode="base64"),
+        generate(use_async_job=False, response_mode="base64"),
         "response_mode",
         "'bytes', 'urls'",
     ),
@@ -103,13 +130,13 @@ CASES: list[tuple[str, Factory, str, str]] = [
     # empty or malformed URLs and image references
     ("edit-url-no-host", edit(images=["http://"]), "images[0]", "an http(s) URL"),
     ("edit-url-https-no-host", edit(images=[PNG_1X1, "https://"]), "images[1]", "an http(s) URL"),
-    ("edit-url-unknown-scheme", edit(images=["gopher://example.com/a.png"]), "images[0]", "any fsspec protocol"),
+    ("edit-url-unknown-scheme", edit(images=["gopher://example.com/a.png"]), "images[0]", "filesystem is installed"),
     ("edit-not-an-image", edit(images=["not an image"]), "images[0]", "a base64 image"),
     ("edit-missing-file", edit(images=[MISSING_FILE]), "images[0]", "an existing file"),
     ("enhance-empty-image", enhance(image=""), "image", "an http(s) URL, a base64 image"),
     ("enhance-missing-file", enhance(image=MISSING_FILE), "image", "an existing file"),
     ("remix-reference-empty", remix(reference_image=""), "reference_image", "an http(s) URL"),
-    ("remix-input-bad-scheme", remix(input_image="nope://bucket/a.png"), "input_image", "any fsspec protocol"),
+    ("remix-input-bad-scheme", remix(input_image="nope://bucket/a.png"), "input_image", "filesystem is installed"),
     ("edit-profile_ids-empty", edit(profile_ids=[""]), "profile_ids[0]", "a non-empty string"),
     (
         "create-url-not-a-url",
@@ -125,15 +152,62 @@ CASES: list[tuple[str, Factory, str, str]] = [
         "a public http(s) image URL",
     ),
     # bad storage paths
-    ("generate-output_path-unknown-scheme", generate(output_path="nope://bucket/x"), "output_path", "fsspec"),
+    ("generate-output_path-unknown-scheme", generate(output_path="nope://bucket/x"), "output_path", "s3:// needs"),
     ("generate-output_path-empty", generate(output_path=""), "output_path", "a local path or a URI"),
     ("generate-output_path-no-bucket", generate(output_path="s3://"), "output_path", "scheme://[conn_id@]bucket"),
     ("remix-output_path-blank", remix(output_path="   "), "output_path", "a local path or a URI"),
+    # outputs that could not be kept after paying for them
+    (
+        "generate-output_path-under-a-file",
+        in_tmp(generate, output_path=lambda tmp: str(regular_file(tmp) / "out")),
+        "output_path",
+        "a folder",
+    ),
+    (
+        "remix-output_path-is-a-file",
+        in_tmp(remix, output_path=lambda tmp: f"file://{regular_file(tmp)}"),
+        "output_path",
+        "a folder",
+    ),
+    (
+        "generate-sync-bytes-without-output_path",
+        generate(use_async_job=False, response_mode="bytes"),
+        "response_mode",
+        "'bytes' only with output_path",
+    ),
+    # prompts the endpoint needs
+    ("generate-prompt-empty", generate(prompt=""), "prompt", "a non-empty prompt"),
+    ("generate-prompt-whitespace", generate(prompt=" \n\t "), "prompt", "a non-empty prompt"),
+    ("edit-prompt-empty", edit(prompt="   "), "prompt", "a non-empty prompt"),
+    # input files and base64 that are not images
+    (
+        "edit-local-file-not-an-image",
+        in_tmp(edit, images=lambda tmp: [str(text_file(tmp))]),
+        "images[0]",
+        "a JPEG, PNG, WebP or HEIC image",
+    ),
+    (
+        "enhance-storage-file-not-an-image",
+        in_tmp(enhance, image=lambda tmp: f"file://{text_file(tmp)}"),
+        "image",
+        "a JPEG, PNG, WebP or HEIC image",
+    ),
+    (
+        "remix-base64-not-an-image",
+        remix(reference_image=NOT_AN_IMAGE_BASE64),
+        "reference_image",
+        "a JPEG, PNG, WebP or HEIC image",
+    ),
+    ("edit-base64-not-an-image", edit(images=[PNG_1X1, NOT_AN_IMAGE_BASE64]), "images[1]", "a JPEG, PNG"),
+    # profile ids the service can not have
+    ("edit-profile_ids-slash", edit(profile_ids=["a/b"]), "profile_ids[0]", "a non-empty string without '/'"),
+    ("enhance-profile_ids-dotdot", enhance(profile_ids=["prof_1", ".."]), "profile_ids[1]", "not '.' or '..'"),
+    ("remix-profile_ids-dot", remix(profile_ids=["."]), "profile_ids[0]", "not '.' or '..'"),
     # other fields
     ("generate-client_request_id-spaces", generate(client_request_id="my key"), "client_request_id", "1 to 128"),
     ("generate-client_request_id-129", generate(client_request_id="k" * 129), "client_request_id", "1 to 128"),
     ("generate-poll_interval-0", generate(poll_interval=0), "poll_interval", "a number > 0"),
-    ("enhance-job_timeout-negative", enhance(job_timeout=-1), "job_timeout", "a number > 0"),
+    ("enhance-timeout-negative", enhance(timeout=-1), "timeout", "a number > 0"),
     ("generate-prompt-not-text", generate(prompt=42), "prompt", "a string"),
     ("create-tag-129", create(tag="t" * 129), "tag", "1 to 128 characters"),
     ("create-tag-empty", create(tag=""), "tag", "1 to 128 characters"),
@@ -156,10 +230,81 @@ def test_invalid_arguments_fail_before_any_request(
         operator.execute(task_context())
 
     message = str(raised.value)
+    assert isinstance(raised.value.__cause__, PhotaValidationError)
     assert f"{field}:" in message
     assert allowed in message
     assert emu.requests == []
     assert emu.downloads == []
+
+
+@pytest.fixture
+def unwritable_folder(tmp_path: Path) -> Iterator[Path]:
+    """A folder this process cannot write to: no write permission, and immutable where the tests run as root
+    (root ignores permission bits, not the immutable attribute)."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o500)
+    immutable = False
+    if os.access(folder, os.W_OK) and shutil.which("chattr"):
+        immutable = subprocess.run(["chattr", "+i", str(folder)], capture_output=True, check=False).returncode == 0
+    try:
+        if os.access(folder, os.W_OK):
+            pytest.skip("no way to make a folder unwritable for this user here")
+        yield folder
+    finally:
+        if immutable:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+        folder.chmod(0o700)
+
+
+@pytest.mark.parametrize("below", ["", "renders/today"])
+def test_unwritable_output_folder_fails_before_any_request(
+    unwritable_folder: Path, below: str, emu: PhotaEmulator, conn_id: str
+) -> None:
+    target = unwritable_folder / below if below else unwritable_folder
+    operator = PhotaGenerateOperator(task_id="t", prompt="a fox", output_path=str(target))
+
+    with pytest.raises(AirflowFailException) as raised:
+        operator.execute(task_context())
+
+    assert isinstance(raised.value.__cause__, PhotaValidationError)
+    assert "output_path:" in str(raised.value)
+    assert f"{unwritable_folder} is not writable" in str(raised.value)
+    assert emu.requests == []
+
+
+NO_FILESYSTEM: list[tuple[str, Callable[[str], Any], str]] = [
+    ("output_path", lambda uri: PhotaGenerateOperator(task_id="t", prompt="a fox", output_path=uri), "s3://bucket/x"),
+    (
+        "output_path",
+        lambda uri: PhotaGenerateOperator(task_id="t", prompt="a fox", output_path=uri),
+        "s3://aws_default@bucket/renders",
+    ),
+    ("output_path", lambda uri: PhotaEnhanceOperator(task_id="t", image=PNG_1X1, output_path=uri), "gs://b/out"),
+    ("image", lambda uri: PhotaEnhanceOperator(task_id="t", image=uri), "s3://bucket/photos/a.png"),
+]
+
+
+@pytest.mark.parametrize(("field", "build", "uri"), NO_FILESYSTEM)
+def test_storage_scheme_without_its_filesystem_fails_before_any_request(
+    field: str, build: Callable[[str], Any], uri: str, emu: PhotaEmulator, conn_id: str
+) -> None:
+    from airflow.sdk import ObjectStoragePath
+
+    try:
+        ObjectStoragePath(uri).fs  # noqa: B018 - resolving the filesystem is the check
+    except (ImportError, ValueError):
+        pass
+    else:
+        pytest.skip(f"a filesystem for {uri.partition(':')[0]}:// is installed here")
+
+    with pytest.raises(AirflowFailException) as raised:
+        build(uri).execute(task_context())
+
+    assert isinstance(raised.value.__cause__, PhotaValidationError)
+    assert f"{field}:" in str(raised.value)
+    assert "no filesystem" in str(raised.value)
+    assert emu.requests == []
 
 
 # Fields an endpoint does not accept, and sensor settings, are refused when the task is built: before any request.
@@ -200,4 +345,4 @@ def test_unaccepted_fields_fail_when_the_task_is_built(
 def test_bad_input_census() -> None:
     assert len(CASES) >= 40
     assert len({c[0] for c in CASES}) == len(CASES)
-    assert len(CASES) + len(CONSTRUCTION) == 65
+    assert len(CASES) + len(CONSTRUCTION) == 79

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import pendulum
 import pytest
-from conftest import SetConn
 from dagrun_support import return_value, run_dag, task_states, try_numbers
 from PIL import Image
 from reliability_support import API, MAX_ATTEMPTS, READ_TIMEOUT, READ_TIMEOUT_DELAY, STANDARD_URLS, task_context
 
-from airflow_provider_phota._compat import AirflowException
+from airflow_provider_phota._compat import AirflowException, AirflowFailException
+from airflow_provider_phota.contract import CLIENT_REQUEST_ID_PATTERN
 from airflow_provider_phota.hooks.phota import PhotaHook
 from airflow_provider_phota.operators.images import PhotaGenerateOperator, _PhotaImageOperator
 from airflow_provider_phota.operators.profile import PhotaCreateProfileOperator
 from airflow_provider_phota.testing import PhotaEmulator
+from airflow_provider_phota.testing.emulator import MARKER_MODERATE
+
+# The set_conn fixture of tests/reliability/conftest.py (not imported: in a run of several test folders, "conftest"
+# may be another folder's module).
+SetConn = Callable[..., str]
 
 
 def _images(folder: Path) -> list[Path]:
@@ -26,6 +34,10 @@ def _images(folder: Path) -> list[Path]:
         with Image.open(path) as image:
             image.load()
     return files
+
+
+def _submitted_keys(emu: PhotaEmulator) -> list[str]:
+    return [request.json["client_request_id"] for request in emu.requests_to(f"{API}/generate", "POST")]
 
 
 # --- async jobs ---------------------------------------------------------------------------------------------------
@@ -39,11 +51,11 @@ def test_deferred_task_failing_after_submit_is_retried_onto_the_same_job(
     original = _PhotaImageOperator.execute_complete
     resumed: list[str] = []
 
-    def dies_once(self: Any, context: Any, event: Any = None) -> Any:
+    def dies_once(self: Any, context: Any, event: Any = None, **kwargs: Any) -> Any:
         resumed.append(event["job_id"])
         if len(resumed) == 1:
             raise AirflowException("worker lost after the job was submitted")
-        return original(self, context, event)
+        return original(self, context, event, **kwargs)
 
     monkeypatch.setattr(_PhotaImageOperator, "execute_complete", dies_once)
 
@@ -55,7 +67,8 @@ def test_deferred_task_failing_after_submit_is_retried_onto_the_same_job(
     assert len(submits) == 2
     assert len({s.json["client_request_id"] for s in submits}) == 1
     assert len(emu.jobs) == 1
-    assert resumed == [next(iter(emu.jobs))] * 2  # both tries waited for the one job
+    # The retry's submit returned the one job, already SUCCEEDED meanwhile: delivered at once, without deferring.
+    assert resumed == list(emu.jobs)
     assert len(emu.charges("images")) == 1
     summary = return_value(dag_run, "generate")
     assert summary["job_id"] in emu.jobs
@@ -63,48 +76,159 @@ def test_deferred_task_failing_after_submit_is_retried_onto_the_same_job(
 
 
 def test_worker_killed_after_submit_then_retried_gets_the_same_job(
-    emu: PhotaEmulator, conn_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    emu: PhotaEmulator,
+    conn_id: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
-    """A task killed between the submit and the wait (SystemExit: nothing of the first try's memory survives)."""
+    """A task killed right after the submit (SystemExit: nothing of the first try's memory survives)."""
     context = task_context(task_id="generate")
 
     def make() -> PhotaGenerateOperator:
-        return PhotaGenerateOperator(task_id="generate", prompt="a red fox", output_path=str(tmp_path),
-                                     deferrable=False, poll_interval=0.05, job_timeout=30)  # fmt: skip
+        return PhotaGenerateOperator(
+            task_id="generate", prompt="a red fox", output_path=str(tmp_path), poll_interval=0.05, timeout=30
+        )
 
     first = make()
-    monkeypatch.setattr(first.hook, "wait_for_job", _raise(SystemExit("killed")))
+    monkeypatch.setattr(first.hook, "get_job", _raise(SystemExit("killed")))
     with pytest.raises(SystemExit):
         first.execute(context)
     assert len(emu.jobs) == 1
     assert list(tmp_path.iterdir()) == []
+    emu.advance(emu.job_seconds / 2)  # the job left QUEUED while the task was down
+    capfd.readouterr()
 
     summary = make().execute(context)  # the retry: a new process, the same task instance identity
 
     assert list(emu.jobs) == [summary["job_id"]]
     assert len(emu.charges("images")) == 1
-    keys = [r.json["client_request_id"] for r in emu.requests_to(f"{API}/generate", "POST")]
+    keys = _submitted_keys(emu)
     assert len(keys) == 2
     assert len(set(keys)) == 1
     assert len(_images(tmp_path)) == 1
+    reattached = rf"Reattached to job {summary['job_id']} \((RUNNING|SUCCEEDED), client_request_id {keys[0]}\)"
+    assert re.search(reattached, capfd.readouterr().out)
 
 
 def test_cleared_and_rerun_task_reuses_its_job_and_rewrites_the_same_files(
     emu: PhotaEmulator, conn_id: str, tmp_path: Path
 ) -> None:
     context = task_context(task_id="generate", run_id="scheduled__2026-01-01")
-    operator = PhotaGenerateOperator(task_id="generate", prompt="a blue whale", num_output_images=2,
-                                     output_path=str(tmp_path), deferrable=False, poll_interval=0.05)  # fmt: skip
-    first = operator.execute(context)
 
-    again = PhotaGenerateOperator(task_id="generate", prompt="a blue whale", num_output_images=2,
-                                  output_path=str(tmp_path), deferrable=False, poll_interval=0.05)  # fmt: skip
-    second = again.execute(context)  # cleared: same DAG run, same task, same request
+    def make() -> PhotaGenerateOperator:
+        return PhotaGenerateOperator(
+            task_id="generate",
+            prompt="a blue whale",
+            num_output_images=2,
+            output_path=str(tmp_path),
+            poll_interval=0.05,
+        )
 
-    assert second == first
+    first = make().execute(context)
+    second = make().execute(context)  # cleared: same DAG run, same task, same request
+
+    # the same job, key and files; only the request id of the answer that carried the result differs
+    assert {**second, "request_id": None} == {**first, "request_id": None}
     assert len(emu.jobs) == 1
     assert len(emu.charges("images")) == 1
     assert [f"file://{p}" for p in _images(tmp_path)] == sorted(first["output_uris"])
+
+
+FAILED_JOB_DAGS = ["reliability_generate_retry", "reliability_generate_deferrable_retry"]
+
+
+@pytest.mark.usefixtures("airflow_db")
+@pytest.mark.parametrize("dag_id", FAILED_JOB_DAGS)
+def test_retry_after_a_failed_job_pays_for_one_new_job_and_a_clear_reattaches_to_it(
+    dag_id: str, emu: PhotaEmulator, conn_id: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The first try's job ends FAILED with a retryable error: Airflow's retry must get a new job (the same key
+    would return the same FAILED job forever), and clearing the task after its success must find that new job."""
+    emu.fail_next_jobs(1)
+    logical_date = pendulum.datetime(2026, 2, 1 + FAILED_JOB_DAGS.index(dag_id), tz="UTC")
+
+    dag_run = run_dag(dag_id, logical_date=logical_date, out=str(tmp_path))
+
+    assert task_states(dag_run) == {"generate": "success"}
+    assert try_numbers(dag_run) == {"generate": 2}
+    failed_id, new_id = emu.jobs
+    assert (emu.jobs[failed_id].status, emu.jobs[new_id].status) == ("FAILED", "SUCCEEDED")
+    first_key = emu.jobs[failed_id].client_request_id
+    new_key = emu.jobs[new_id].client_request_id
+    assert first_key is not None
+    assert new_key is not None
+    assert new_key != first_key
+    assert CLIENT_REQUEST_ID_PATTERN.fullmatch(new_key)
+    # Try 1 submitted the stable key; try 2 submitted it again, found the FAILED job, and submitted a key derived
+    # from the stable key and that job.
+    assert _submitted_keys(emu) == [first_key, first_key, new_key]
+    # The ledger: both jobs were charged and the failed one refunded, so the bill is one job.
+    assert [c.ref for c in emu.charges("images")] == [failed_id, new_id]
+    assert [c.ref for c in emu.charges("refund")] == [failed_id]
+    assert emu.total_charged_usd() == pytest.approx(emu.charges("images")[1].amount_usd)
+    summary = return_value(dag_run, "generate")
+    assert summary["job_id"] == new_id
+    assert len(_images(tmp_path)) == summary["count"]
+    log = capfd.readouterr().out
+    assert f"Reattached to job {failed_id} (FAILED, client_request_id {first_key})" in log
+
+    cleared = run_dag(dag_id, logical_date=logical_date, out=str(tmp_path))  # the same run, its task cleared
+
+    assert cleared.run_id == dag_run.run_id
+    assert task_states(cleared) == {"generate": "success"}
+    assert list(emu.jobs) == [failed_id, new_id]  # no third job
+    assert _submitted_keys(emu)[3:] == [first_key, new_key]
+    assert [c.ref for c in emu.charges("images")] == [failed_id, new_id]
+    assert return_value(cleared, "generate")["job_id"] == new_id
+    assert len(_images(tmp_path)) == summary["count"]  # the same job: the same files, rewritten in place
+    assert f"Reattached to job {new_id} (SUCCEEDED, client_request_id {new_key})" in capfd.readouterr().out
+
+
+def test_a_retry_after_a_moderated_job_does_not_submit_again(emu: PhotaEmulator, conn_id: str, tmp_path: Path) -> None:
+    """A FAILED job that no retry can fix (moderation) fails without retries, and a cleared task does not pay
+    for another job: it finds the FAILED job and fails the same way."""
+    context = task_context(task_id="generate")
+
+    def make() -> PhotaGenerateOperator:
+        return PhotaGenerateOperator(
+            task_id="generate",
+            prompt=f"a portrait {MARKER_MODERATE}",
+            output_path=str(tmp_path),
+            deferrable=False,
+            poll_interval=0.05,
+        )
+
+    with pytest.raises(AirflowFailException, match="CONTENT_MODERATION"):
+        make().execute(context)
+    with pytest.raises(AirflowFailException, match="CONTENT_MODERATION"):
+        make().execute(context)
+
+    assert len(emu.jobs) == 1
+    assert len(_submitted_keys(emu)) == 2
+    assert len(set(_submitted_keys(emu))) == 1
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_retry_after_a_lost_submit_answer_reattaches_to_the_original_job(
+    emu: PhotaEmulator, conn_id: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """Every attempt of the first try's submit reached the service and lost its answer: the job exists, the try
+    failed with a connection error. The retry submits the same key and reattaches: one job, one charge."""
+    emu.inject_fault(f"{API}/generate", drop=True, after=True, count=MAX_ATTEMPTS)
+
+    dag_run = run_dag("reliability_generate_retry", out=str(tmp_path))
+
+    assert task_states(dag_run) == {"generate": "success"}
+    assert try_numbers(dag_run) == {"generate": 2}
+    (job_id,) = emu.jobs
+    keys = _submitted_keys(emu)
+    assert len(keys) == MAX_ATTEMPTS + 1
+    assert set(keys) == {emu.jobs[job_id].client_request_id}
+    assert len(emu.charges("images")) == 1
+    assert emu.charges("refund") == []
+    assert return_value(dag_run, "generate")["job_id"] == job_id
+    assert f"Reattached to job {job_id} (" in capfd.readouterr().out
 
 
 # --- profiles -----------------------------------------------------------------------------------------------------
@@ -162,7 +286,7 @@ def test_profile_task_failing_after_create_is_retried_onto_the_same_profile(
 
     assert task_states(dag_run) == {"create_profile": "success"}
     assert try_numbers(dag_run) == {"create_profile": 2}
-    assert return_value(dag_run, "create_profile") == created[0]
+    assert return_value(dag_run, "create_profile")["profile_id"] == created[0]
     assert list(emu.profiles) == created  # the retry reused it by tag: one create, one profile
     assert len(emu.charges("profile")) == 1
 
@@ -173,11 +297,11 @@ def test_cleared_profile_task_reuses_the_ready_profile(emu: PhotaEmulator, conn_
     def make() -> PhotaCreateProfileOperator:
         return PhotaCreateProfileOperator(task_id="create_profile", image_urls=STANDARD_URLS, tag="cleared")
 
-    first = make().execute(context)
+    first = make().execute(context)["profile_id"]
     emu.advance(emu.training_seconds + 1)
     assert emu.profile_status(first) == "READY"
 
-    assert make().execute(context) == first
+    assert make().execute(context)["profile_id"] == first
 
     assert list(emu.profiles) == [first]
     assert len(emu.charges("profile")) == 1
@@ -189,3 +313,30 @@ def _raise(error: BaseException) -> Any:
         raise error
 
     return raiser
+
+
+def test_failed_jobs_of_one_request_are_bounded(
+    emu: PhotaEmulator, conn_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every try's job FAILED (retryably): each retry pays for one new job, until the bound stops the spending."""
+    from airflow_provider_phota.exceptions import PhotaJobFailedError
+    from airflow_provider_phota.operators import images
+
+    monkeypatch.setattr(images, "MAX_FAILED_JOBS", 3)
+    emu.fail_next_jobs(10)
+    context = task_context(task_id="generate")
+
+    def make() -> PhotaGenerateOperator:
+        return PhotaGenerateOperator(task_id="generate", prompt="a gull", output_path=str(tmp_path), poll_interval=0.05)
+
+    for tries in range(1, 4):
+        with pytest.raises(PhotaJobFailedError):
+            make().execute(context)
+        assert len(emu.jobs) == tries
+    with pytest.raises(AirflowFailException, match="3 Phota jobs of this request FAILED"):
+        make().execute(context)
+
+    assert len(emu.jobs) == 3  # the fourth try paid for nothing
+    assert len(emu.charges("images")) == len(emu.charges("refund")) == 3
+    assert emu.total_charged_usd() == pytest.approx(0)
+    assert len(set(_submitted_keys(emu))) == 3

@@ -27,8 +27,8 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
 def occurrences(haystacks: dict[str, str], needle: str) -> dict[str, int]:
     """Where ``needle`` occurs (plain, or JSON-escaped), as ``{source: count}``; empty when nowhere."""
     escaped = json.dumps(needle)[1:-1]
-    found = {name: text.count(needle) + (text.count(escaped) if escaped != needle else 0)
-             for name, text in haystacks.items()}  # fmt: skip
+    extra = escaped != needle
+    found = {name: text.count(needle) + (text.count(escaped) if extra else 0) for name, text in haystacks.items()}
     return {name: count for name, count in found.items() if count}
 
 
@@ -113,15 +113,19 @@ def test_example_dags_never_leak_the_api_key(
     runs = []
     with PhotoServer(folder) as server:
         photos = {"photos_uri": str(folder), "photos_base_url": server.base_url}
-        runs.append(bag.get_dag("phota_subject_pipeline").test(run_conf={
-            **photos, "subject": "secret-subject", "output_uri": f"file://{tmp_path}/out",
-            "publish_uri": f"file://{tmp_path}/pub"}))  # fmt: skip
+        subject_conf = {
+            **photos,
+            "subject": "secret-subject",
+            "output_uri": f"file://{tmp_path}/out",
+            "publish_uri": f"file://{tmp_path}/pub",
+        }
+        runs.append(bag.get_dag("phota_subject_pipeline").test(run_conf=subject_conf))
         runs.append(bag.get_dag("phota_scheduled_retraining").test(run_conf={**photos, "subject": "weekly"}))
     with PhotaHook() as hook:
         hook.create_profile(STANDARD_URLS, tag="brand-face")
     emu.advance(emu.training_seconds + 1)
-    runs.append(bag.get_dag("phota_marketing_batch").test(run_conf={
-        "campaign_uri": str(tmp_path / "campaign.csv"), "output_uri": f"file://{tmp_path}/campaigns"}))  # fmt: skip
+    batch_conf = {"campaign_uri": str(tmp_path / "campaign.csv"), "output_uri": f"file://{tmp_path}/campaigns"}
+    runs.append(bag.get_dag("phota_marketing_batch").test(run_conf=batch_conf))
 
     assert [str(run.state) for run in runs] == ["success"] * 3, [str(run.state) for run in runs]
     captured = capfd.readouterr()

@@ -32,7 +32,7 @@ def generate(tmp_path: Path, prompt: str = "a lighthouse at dusk", **kwargs: Any
         output_path=str(tmp_path / "out"),
         num_output_images=2,
         poll_interval=7,
-        job_timeout=900,
+        timeout=900,
         **kwargs,
     )
 
@@ -53,7 +53,7 @@ def settle(emu: PhotaEmulator, job_id: str, status: str) -> None:
 
 
 def job_event(status: str, job_id: str, **extra: Any) -> dict[str, Any]:
-    return {"status": status, "job_id": job_id, "api_status": "RUNNING", "elapsed_seconds": 3.0, **extra}
+    return {"status": status, "job_id": job_id, "api_status": "RUNNING", "message": "", **extra}
 
 
 def test_submits_once_then_defers_on_the_job(emu: PhotaEmulator, tmp_path: Path) -> None:
@@ -72,7 +72,8 @@ def test_submits_once_then_defers_on_the_job(emu: PhotaEmulator, tmp_path: Path)
     (submit,) = emu.requests_to(SUBMIT, "POST")
     assert submit.json["async"] is True
     assert submit.json["client_request_id"].startswith("af:generate:")
-    assert emu.requests_to(JOB_GLOB) == []  # the worker does not poll: the trigger does
+    assert deferred.kwargs == {"client_request_id": submit.json["client_request_id"]}
+    assert len(emu.requests_to(JOB_GLOB)) == 1  # one look after the submit; the polling is the trigger's
     assert len(emu.charges("images")) == 1
 
 
@@ -89,16 +90,21 @@ def test_a_retried_task_defers_on_the_same_job_without_a_second_charge(emu: Phot
 
 def test_success_event_fetches_the_job_once_and_writes_the_files(emu: PhotaEmulator, tmp_path: Path) -> None:
     task = generate(tmp_path)
-    job_id = defer(task).trigger.serialize()[1]["job_id"]
+    deferred = defer(task)
+    job_id = deferred.trigger.serialize()[1]["job_id"]
     settle(emu, job_id, "SUCCEEDED")
+    gets_before = len(emu.requests_to(JOB_GLOB, "GET"))
 
-    result = task.execute_complete(make_context("generate"), job_event("success", job_id, api_status="SUCCEEDED"))
+    # the task runner's resume path: the deferral's kwargs plus the event
+    resume = {**(deferred.kwargs or {}), "event": job_event("success", job_id, api_status="SUCCEEDED")}
+    result = task.resume_execution("execute_complete", resume, make_context("generate"))
 
-    assert len(emu.requests_to(JOB_GLOB, "GET")) == 1
+    assert len(emu.requests_to(JOB_GLOB, "GET")) == gets_before + 1
     assert result["job_id"] == job_id
+    assert result["client_request_id"] == emu.jobs[job_id].client_request_id
     assert result["count"] == 2
     assert len(result["output_uris"]) == 2
-    assert "download_urls" not in result  # written to storage: no expiring URLs in XCom
+    assert result["download_urls"] == []  # written to storage: no expiring URLs in XCom
     written = sorted((tmp_path / "out").iterdir())
     assert [p.name for p in written] == [f"generate-{job_id[-24:]}-{i:02d}.png" for i in range(2)]
     assert all(p.read_bytes().startswith(b"\x89PNG") for p in written)
@@ -111,10 +117,25 @@ def test_error_event_for_a_job_that_did_finish_still_delivers(emu: PhotaEmulator
     job_id = defer(task).trigger.serialize()[1]["job_id"]
     settle(emu, job_id, "SUCCEEDED")
 
-    result = task.execute_complete(make_context("generate"), job_event("error", job_id, message="503 from the API"))
+    transient = job_event("error", job_id, message="503 from the API", retryable=True)
+    result = task.execute_complete(make_context("generate"), transient)
 
     assert result["job_id"] == job_id
     assert len(result["output_uris"]) == 2
+
+
+def test_error_event_that_cannot_heal_fails_without_retries(emu: PhotaEmulator, tmp_path: Path) -> None:
+    """The trigger's 401 (another key on the triggerer) or 404 is final: the same outcome as the same error in the
+    worker, whatever the job's state, and no request is spent on a job the task can no longer follow."""
+    task = generate(tmp_path)
+    job_id = defer(task).trigger.serialize()[1]["job_id"]
+    emu.advance(1000)  # the job is RUNNING: fetching it again would answer "still running"
+    requests_before = len(emu.requests)
+    refused = job_event("error", job_id, message="answered 401 UNAUTHORIZED: Invalid API key", retryable=False)
+
+    with pytest.raises(AirflowFailException, match="answered 401"):
+        task.execute_complete(make_context("generate"), refused)
+    assert len(emu.requests) == requests_before
 
 
 def test_timeout_event_while_running_fails_the_try_naming_the_job(emu: PhotaEmulator, tmp_path: Path) -> None:

@@ -6,6 +6,10 @@ it raises, and ``execute_complete`` is fed the events the trigger can send.
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -24,9 +28,10 @@ from sensor_helpers import CONN_ID, STATUS_GLOB, URLS, make_context
 
 from airflow_provider_phota.hooks.phota import PhotaHook
 from airflow_provider_phota.operators.profile import PhotaCreateProfileOperator
-from airflow_provider_phota.sensors.phota import DEFER_TIMEOUT_GRACE_SECONDS, ProfileReadySensor
+from airflow_provider_phota.sensors.phota import ProfileReadySensor
 from airflow_provider_phota.testing import PhotaEmulator
 from airflow_provider_phota.triggers.phota import ProfileReadyTrigger
+from airflow_provider_phota.waiting import DEFER_TIMEOUT_GRACE_SECONDS
 
 
 def create_profile(tag: str | None = None) -> str:
@@ -110,10 +115,12 @@ def test_failed_profile_with_soft_fail_or_never_fail_is_skipped(emu: PhotaEmulat
     profile_id = create_profile()
     emu.set_profile_outcome(profile_id, "ERROR", "Faces too small")
 
-    with pytest.raises(AirflowSkipException, match=f"Skipping \\({flag}\\): .*Faces too small"):
+    # BaseSensorOperator decides, in deferrable mode as in poke mode: the check before deferring is its poke.
+    with pytest.raises(AirflowSkipException, match=f"Skipping due to {flag} is set to True") as deferrable:
         sensor(profile_id, **{flag: True}).execute(make_context())
-    with pytest.raises(AirflowSkipException):  # the same as in poke mode, where the base class decides
-        sensor(profile_id, deferrable=False, **{flag: True}).execute(make_context())
+    assert "Faces too small" in str(deferrable.value.__cause__)
+    with pytest.raises(AirflowSkipException, match=f"Skipping due to {flag} is set to True"):
+        sensor(profile_id, deferrable=False, mode="poke", **{flag: True}).execute(make_context())
 
 
 def test_unknown_profile_fails_without_retries(emu: PhotaEmulator) -> None:
@@ -134,15 +141,40 @@ def test_transient_errors_before_deferring_stay_retryable(emu: PhotaEmulator) ->
     assert status_gets(emu) == 3
 
 
-def test_waits_are_deferrable_unless_turned_off() -> None:
-    """Training takes ~20 minutes: waiting on the triggerer is the default, deferrable=False opts out."""
-    from airflow_provider_phota.operators.images import PhotaGenerateOperator
-    from airflow_provider_phota.operators.profile import PhotaCreateProfileOperator
+DEFAULTS_PROBE = """
+import json
+from airflow_provider_phota.operators.images import PhotaGenerateOperator
+from airflow_provider_phota.operators.profile import PhotaCreateProfileOperator
+from airflow_provider_phota.sensors.phota import ProfileReadySensor
+tasks = [
+    ProfileReadySensor(task_id="a", profile_id="p"),
+    PhotaCreateProfileOperator(task_id="b", image_urls=[]),
+    PhotaGenerateOperator(task_id="c", prompt="x"),
+]
+print(json.dumps([[task.deferrable, getattr(task, "mode", None)] for task in tasks]))
+"""
 
-    assert ProfileReadySensor(task_id="a", profile_id="p").deferrable is True
-    assert ProfileReadySensor(task_id="b", profile_id="p", deferrable=False).deferrable is False
-    assert PhotaCreateProfileOperator(task_id="c", image_urls=[]).deferrable is True
-    assert PhotaGenerateOperator(task_id="d", prompt="x").deferrable is True
+
+@pytest.mark.parametrize(
+    ("setting", "deferrable", "sensor_mode"), [("False", False, "reschedule"), ("True", True, "poke")]
+)
+def test_deferrable_defaults_to_the_deployment_setting(setting: str, deferrable: bool, sensor_mode: str) -> None:
+    """``deferrable`` follows ``[operators] default_deferrable``, as in the Apache providers; a sensor that does not
+    defer reschedules, so a 20-minute training never holds a worker slot."""
+    env = {**os.environ, "AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE": setting}
+    output = subprocess.run([sys.executable, "-c", DEFAULTS_PROBE], capture_output=True, text=True, env=env, check=True)
+
+    assert json.loads(output.stdout.strip().splitlines()[-1]) == [
+        [deferrable, sensor_mode],
+        [deferrable, None],
+        [deferrable, None],
+    ]
+
+
+def test_a_sensor_that_does_not_defer_reschedules_unless_told_otherwise() -> None:
+    assert ProfileReadySensor(task_id="a", profile_id="p", deferrable=False).mode == "reschedule"
+    assert ProfileReadySensor(task_id="b", profile_id="p", deferrable=False, mode="poke").mode == "poke"
+    assert ProfileReadySensor(task_id="c", profile_id="p", deferrable=True).mode == "poke"
 
 
 # --- poke and reschedule modes -----------------------------------------------------------------------------------
@@ -152,7 +184,8 @@ def test_poke_mode_waits_until_ready(emu: PhotaEmulator, after_status_calls: dic
     profile_id = create_profile()
     after_status_calls[3] = lambda: emu.advance(3600)
 
-    result = sensor(profile_id, deferrable=False, mode="poke", poke_interval=0.05, timeout=30).execute(make_context())
+    task = sensor(profile_id, deferrable=False, mode="poke", poke_interval=0.05, timeout=30)
+    result = task.execute(make_context())
 
     assert result == {"profile_id": profile_id, "status": "READY", "message": ""}
     assert status_gets(emu) == 4
@@ -163,9 +196,9 @@ def test_poke_mode_error_fails_and_soft_fail_skips(emu: PhotaEmulator) -> None:
     emu.set_profile_outcome(profile_id, "ERROR", "Blurry photos")
 
     with pytest.raises(AirflowFailException, match="Blurry photos"):
-        sensor(profile_id, deferrable=False, poke_interval=0.05).execute(make_context())
+        sensor(profile_id, deferrable=False, mode="poke", poke_interval=0.05).execute(make_context())
     with pytest.raises(AirflowSkipException):
-        sensor(profile_id, deferrable=False, poke_interval=0.05, soft_fail=True).execute(make_context())
+        sensor(profile_id, deferrable=False, poke_interval=0.05, soft_fail=True).execute(make_context())  # reschedule
 
 
 def test_poke_mode_timeout(emu: PhotaEmulator) -> None:
@@ -173,17 +206,19 @@ def test_poke_mode_timeout(emu: PhotaEmulator) -> None:
     started = time.monotonic()
 
     with pytest.raises(AirflowSensorTimeout):
-        sensor(profile_id, deferrable=False, poke_interval=0.05, timeout=0.3).execute(make_context())
+        sensor(profile_id, deferrable=False, mode="poke", poke_interval=0.05, timeout=0.3).execute(make_context())
 
     assert 0.3 <= time.monotonic() - started < 5
     assert status_gets(emu) >= 4
+    soft = sensor(profile_id, deferrable=False, mode="poke", poke_interval=0.05, timeout=0.1, soft_fail=True)
     with pytest.raises(AirflowSkipException):
-        sensor(profile_id, deferrable=False, poke_interval=0.05, timeout=0.1, soft_fail=True).execute(make_context())
+        soft.execute(make_context())
 
 
 def test_reschedule_mode_releases_the_slot_between_pokes(emu: PhotaEmulator) -> None:
     profile_id = create_profile()
-    task = sensor(profile_id, deferrable=False, mode="reschedule", poke_interval=60, timeout=600)
+    task = sensor(profile_id, deferrable=False, poke_interval=60, timeout=600)  # reschedule: the default then
+    assert task.mode == "reschedule"
 
     with pytest.raises(AirflowRescheduleException):
         task.execute(make_context())
@@ -197,7 +232,7 @@ def test_reschedule_mode_releases_the_slot_between_pokes(emu: PhotaEmulator) -> 
 
 
 def event(status: str, **extra: Any) -> dict[str, Any]:
-    return {"status": status, "profile_id": "prof_1", "api_status": "IN_PROGRESS", "elapsed_seconds": 1.0, **extra}
+    return {"status": status, "profile_id": "prof_1", "api_status": "IN_PROGRESS", "message": "", **extra}
 
 
 def test_execute_complete_success_returns_the_result() -> None:
@@ -214,19 +249,44 @@ def test_execute_complete_success_returns_the_result() -> None:
     [
         pytest.param(event("failed", api_status="ERROR", message="Blurry"), AirflowFailException, "ERROR: Blurry"),
         pytest.param(event("timeout", message="still IN_PROGRESS"), AirflowSensorTimeout, "still IN_PROGRESS"),
-        pytest.param(event("error", message="answered 401"), AirflowException, "answered 401"),
+        pytest.param(event("error", message="answered 503"), AirflowException, "answered 503"),
+        pytest.param(event("error", message="answered 503", retryable=True), AirflowException, "answered 503"),
+        pytest.param(event("error", message="answered 404", retryable=False), AirflowFailException, "answered 404"),
         pytest.param(None, AirflowFailException, "unexpected trigger event"),
         pytest.param({}, AirflowFailException, "unexpected trigger event"),
         pytest.param({"status": "weird"}, AirflowFailException, "unexpected trigger event"),
         pytest.param("success", AirflowFailException, "unexpected trigger event"),
     ],
-    ids=["failed", "timeout", "error", "none", "empty", "unknown-status", "not-a-dict"],
+    ids=[
+        "failed",
+        "timeout",
+        "error-from-an-older-trigger",
+        "error-retryable",
+        "error-not-retryable",
+        "none",
+        "empty",
+        "unknown-status",
+        "not-a-dict",
+    ],
 )
 def test_execute_complete_maps_each_event(payload: Any, error: type[Exception], match: str) -> None:
     with pytest.raises(error, match=match) as raised:
         sensor("prof_1").execute_complete(make_context(), payload)
-    if error is AirflowException:  # a trigger error is retryable: not the no-retry subclasses
+    if error is AirflowException:  # a retryable trigger error: not the no-retry subclasses
         assert not isinstance(raised.value, AirflowFailException | AirflowSensorTimeout)
+
+
+def test_a_trigger_error_that_cannot_heal_fails_as_it_would_before_deferring(emu: PhotaEmulator) -> None:
+    """A 404 before deferring fails without retries; the same 404 seen by the trigger must too (and skips with
+    soft_fail through the base class's resume path)."""
+    with pytest.raises(AirflowFailException, match="404") as before:
+        sensor("prof_missing").execute(make_context())
+    gone = {"event": event("error", message=str(before.value.__cause__), retryable=False)}
+
+    with pytest.raises(AirflowFailException, match="404"):
+        sensor("prof_missing").resume_execution("execute_complete", gone, make_context())
+    with pytest.raises(AirflowSkipException):
+        sensor("prof_missing", soft_fail=True).resume_execution("execute_complete", gone, make_context())
 
 
 def test_resume_with_a_timeout_event_skips_with_soft_fail() -> None:
@@ -261,7 +321,7 @@ def create_operator(**kwargs: Any) -> PhotaCreateProfileOperator:
 
 
 def test_create_and_wait_defers_on_the_new_profile(emu: PhotaEmulator) -> None:
-    task = create_operator(tag="subject-1", poll_interval=20, wait_timeout=1800)
+    task = create_operator(tag="subject-1", poll_interval=20, timeout=1800)
 
     before = time.time()
     with pytest.raises(TaskDeferred) as deferred:
@@ -276,6 +336,29 @@ def test_create_and_wait_defers_on_the_new_profile(emu: PhotaEmulator) -> None:
     assert before + 1800 <= kwargs["deadline"] <= after + 1800
     assert deferred.value.method_name == "execute_complete"
     assert deferred.value.timeout == timedelta(seconds=1800 + 60)
+    assert deferred.value.kwargs == {"reused": False}
+    assert len(emu.charges("profile")) == 1
+    assert status_gets(emu) == 1  # one look after the create, then the trigger
+
+
+def test_create_and_wait_on_a_reused_training_profile_says_so_after_the_deferral(emu: PhotaEmulator) -> None:
+    existing = create_profile(tag="subject-3")
+    task = create_operator(tag="subject-3", training_tier="standard")
+
+    with pytest.raises(TaskDeferred) as deferred:
+        task.execute(make_context("create_profile"))
+    resume = {**(deferred.value.kwargs or {}), "event": event("success", profile_id=existing, api_status="READY")}
+    result = task.resume_execution("execute_complete", resume, make_context("create_profile"))
+
+    assert result == {
+        "profile_id": existing,
+        "status": "READY",
+        "message": "",
+        "tag": "subject-3",
+        "training_tier": "standard",
+        "reused": True,
+    }
+    assert len(emu.profiles) == 1
     assert len(emu.charges("profile")) == 1
 
 
@@ -283,7 +366,8 @@ def test_create_and_wait_returns_the_id_when_already_ready(emu: PhotaEmulator) -
     existing = create_profile(tag="subject-2")
     emu.set_profile_outcome(existing, "READY")
 
-    assert create_operator(tag="subject-2").execute(make_context("create_profile")) == existing
+    result = create_operator(tag="subject-2").execute(make_context("create_profile"))
+    assert (result["profile_id"], result["status"], result["reused"]) == (existing, "READY", True)
     assert len(emu.profiles) == 1  # reused, not created again
     assert len(emu.requests_to("/v1/phota/profiles/add", "POST")) == 1  # only the setup's
 
@@ -308,14 +392,17 @@ def test_create_and_wait_fails_without_deferring_when_training_already_failed(
 def test_create_operator_execute_complete_maps_events() -> None:
     task = create_operator()
     context = make_context("create_profile")
-    assert task.execute_complete(context, event("success", api_status="READY", message="")) == "prof_1"
+    success = task.execute_complete(context, event("success", api_status="READY", message=""))
+    assert (success["profile_id"], success["status"], success["reused"]) == ("prof_1", "READY", False)
     with pytest.raises(AirflowFailException, match="prof_1 is ERROR: Blurry"):
         task.execute_complete(context, event("failed", api_status="ERROR", message="Blurry"))
     with pytest.raises(AirflowSensorTimeout, match="prof_1"):
         task.execute_complete(context, event("timeout", message="late"))
     with pytest.raises(AirflowException, match="answered 503") as raised:
-        task.execute_complete(context, event("error", message="answered 503"))
+        task.execute_complete(context, event("error", message="answered 503", retryable=True))
     assert not isinstance(raised.value, AirflowFailException)
+    with pytest.raises(AirflowFailException, match="answered 404"):
+        task.execute_complete(context, event("error", message="answered 404", retryable=False))
     for bad in (None, {}, {"status": "weird"}):
         with pytest.raises(AirflowFailException, match="unexpected trigger event"):
             task.execute_complete(context, bad)

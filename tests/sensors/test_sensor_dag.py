@@ -9,6 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from dagrun_support import run_dag, task_states, try_numbers
 from sensor_helpers import URLS
 
 from airflow_provider_phota.hooks.phota import PhotaHook
@@ -87,3 +88,39 @@ def test_deferrable_sensor_waits_for_training_in_a_dag_run(
     # a wait never creates or charges anything: the only POST is the setup's create
     assert [r.method for r in phota_emulator.requests if r.method != "GET"] == ["POST"]
     assert len(phota_emulator.charges("profile")) == 1
+
+
+def delete_after_polls(emu: PhotaEmulator, profile_id: str, polls: int) -> threading.Thread:
+    """Delete the profile once ``polls`` status requests were seen (the task's own check before deferring)."""
+    path = f"/v1/phota/profiles/{profile_id}/status"
+
+    def watch() -> None:
+        deadline = time.monotonic() + 120
+        while len(emu.requests_to(path)) < polls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with PhotaHook() as hook:
+            hook.delete_profile(profile_id)
+
+    thread = threading.Thread(target=watch, name="delete-profile", daemon=True)
+    thread.start()
+    return thread
+
+
+def test_profile_deleted_during_the_deferred_wait_fails_without_retries(
+    airflow_db: None, phota_conn_id: str, phota_emulator: PhotaEmulator
+) -> None:
+    """The trigger sees the 404: the task fails at once, as a 404 before deferring does, despite retries=2."""
+    with PhotaHook(phota_conn_id) as hook:
+        profile_id = hook.create_profile(URLS, tag="deleted-subject")
+    phota_emulator.set_profile_outcome(profile_id, "IN_PROGRESS", "Training")
+    watcher = delete_after_polls(phota_emulator, profile_id, polls=1)
+
+    dag_run = run_dag("sensor_wait_with_retries", profile_id=profile_id)
+    watcher.join(timeout=5)
+
+    assert task_states(dag_run) == {"wait_for_profile": "failed"}
+    assert try_numbers(dag_run) == {"wait_for_profile": 1}
+    statuses = [r.status for r in phota_emulator.requests_to(f"/v1/phota/profiles/{profile_id}/status")]
+    assert statuses[0] == 200  # the task's check, before deferring
+    assert statuses[-1] == 404  # the trigger's
+    assert statuses.count(404) == 1  # no retry looked again

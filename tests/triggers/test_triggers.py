@@ -26,7 +26,7 @@ from airflow_provider_phota.triggers.phota import PhotaJobTrigger, ProfileReadyT
 
 STATUS_GLOB = "/v1/phota/profiles/*/status"
 JOB_GLOB = "/v1/phota/jobs/*"
-EVENT_KEYS = {"status", "api_status", "elapsed_seconds", "message"}
+EVENT_KEYS = {"status", "api_status", "message"}  # plus the resource id; error events add "retryable"
 URLS = [f"https://example.com/p/{i}.jpg" for i in range(10)]
 FAST = 0.05
 
@@ -126,7 +126,6 @@ async def test_ready_profile_sends_one_success_event(emu: PhotaEmulator, profile
     assert event["profile_id"] == profile_id
     assert event["api_status"] == "READY"
     assert event["message"] == ""
-    assert 0 <= event["elapsed_seconds"] < 5
     assert len(profile_polls.polls) == 1
     assert methods_since(emu, before) == ["GET"]
     assert transport.shared_sessions.users() == 0  # the shared aiohttp session was released
@@ -293,6 +292,7 @@ async def test_unknown_profile_is_one_error_event_without_retries(emu: PhotaEmul
     assert events[0]["status"] == "error"
     assert events[0]["profile_id"] == "prof_does_not_exist"
     assert "404" in events[0]["message"]
+    assert events[0]["retryable"] is False  # the resuming task fails without retries, as before deferring
     assert len(emu.requests_to(STATUS_GLOB)) == 1  # 404 is not retried, neither by the hook nor the loop
     assert transport.shared_sessions.users() == 0
 
@@ -326,6 +326,7 @@ async def test_wrong_api_key_is_one_error_event_that_does_not_leak_the_key(
     assert len(events) == 1
     assert events[0]["status"] == "error"
     assert "401" in events[0]["message"]
+    assert events[0]["retryable"] is False
     assert "sk-wrong-secret-1234" not in json.dumps(events[0])
     assert len(emu.requests_to(STATUS_GLOB)) == 1
 
@@ -334,7 +335,8 @@ async def test_wrong_api_key_is_one_error_event_that_does_not_leak_the_key(
 async def test_unknown_status_is_not_finished(
     emu: PhotaEmulator, monkeypatch: pytest.MonkeyPatch, then: str | None
 ) -> None:
-    """D3/D15: a status this provider does not know (a newer API) means "keep waiting", bounded by the deadline."""
+    """A status this provider does not know (a newer API) means "keep waiting", bounded by the deadline
+    (api-decisions D3, D15)."""
     profile_id = create_profile()
     emu.set_profile_outcome(profile_id, "READY")
     original = PhotaHook.aget_profile_status
@@ -478,8 +480,9 @@ async def test_job_success(emu: PhotaEmulator, job_polls: PollSpy) -> None:
 
     assert len(events) == 1
     event = events[0]
-    assert set(event) == {"status", "job_id", "api_status", "elapsed_seconds"}  # no URLs in the event
+    assert set(event) == EVENT_KEYS | {"job_id"}  # no URLs in the event: the operator fetches the job
     assert (event["status"], event["job_id"], event["api_status"]) == ("success", job_id, "SUCCEEDED")
+    assert event["message"] == ""
     assert job_polls.polls[0].status == "QUEUED"
     assert job_polls.polls[-1].status == "SUCCEEDED"
     assert set(methods_since(emu, before)) == {"GET"}
@@ -495,15 +498,16 @@ async def test_failed_job_carries_error_type_and_message(emu: PhotaEmulator) -> 
 
     assert len(events) == 1
     event = events[0]
+    assert set(event) == EVENT_KEYS | {"job_id"}
     assert (event["status"], event["job_id"], event["api_status"]) == ("failed", job_id, "FAILED")
-    assert event["error_type"] == ErrorType.JOB_FAILED
+    assert event["message"].startswith(f"{ErrorType.JOB_FAILED}: ")
     assert MARKER_FAIL_JOB in event["message"]
 
 
 async def test_unknown_job_is_an_error(emu: PhotaEmulator) -> None:
     events = await collect(PhotaJobTrigger("job_missing", CONN_ID, FAST, in_(10)))
 
-    assert [(e["status"], e["job_id"]) for e in events] == [("error", "job_missing")]
+    assert [(e["status"], e["job_id"], e["retryable"]) for e in events] == [("error", "job_missing", False)]
     assert "404" in events[0]["message"]
 
 
@@ -583,6 +587,7 @@ async def test_missing_connection_is_one_error_event(monkeypatch: pytest.MonkeyP
     assert len(events) == 1
     assert events[0].payload["status"] == "error"
     assert "phota_missing" in events[0].payload["message"]
+    assert events[0].payload["retryable"] is True  # as in a worker: the connection may be added before a retry
 
 
 def test_first_polls_are_spread_over_the_interval() -> None:

@@ -41,6 +41,6 @@ with DAG(
         output_path="{{ dag_run.conf['output_path'] }}",
         deferrable=True,
         poll_interval=1,
-        job_timeout=300,
+        timeout=300,
     )
     wait_for_profile >> generate

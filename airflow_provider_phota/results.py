@@ -1,0 +1,62 @@
+"""The XCom results of the Phota operators and the sensor: one ``TypedDict`` per operator, every key always present.
+
+Downstream tasks read them by key, e.g. ``create.output["profile_id"]`` or ``summary["output_uris"]``. A key that does
+not apply holds ``None`` or ``[]``, never goes missing. Image bytes never go to XCom: only ids, URIs and counts.
+
+This module imports nothing but ``typing``, so DAG files and type checkers can use it for free.
+"""
+
+from __future__ import annotations
+
+from typing import TypedDict
+
+__all__ = ["CreateProfileResult", "DeleteProfileResult", "ImageOperatorResult", "ProfileStatusResult"]
+
+
+class ImageOperatorResult(TypedDict):
+    """What ``PhotaEditOperator``, ``PhotaGenerateOperator``, ``PhotaEnhanceOperator`` and ``PhotaRemixOperator``
+    return."""
+
+    endpoint: str
+    """``"edit"``, ``"generate"``, ``"enhance"`` or ``"remix"``."""
+    job_id: str | None
+    """The async job that produced the images; ``None`` for a synchronous call (``use_async_job=False``)."""
+    client_request_id: str | None
+    """The idempotency key of that job; ``None`` for a synchronous call."""
+    request_id: str | None
+    """The ``X-Request-Id`` of the answer that carried the result (quote it when reporting a problem)."""
+    count: int
+    """How many images were produced (and billed)."""
+    known_subjects: dict[str, int]
+    """Profile id -> the number of outputs in which that identity was recognised."""
+    output_uris: list[str]
+    """The files written under ``output_path`` (``file://`` URIs for local paths); ``[]`` without it."""
+    download_urls: list[str]
+    """The signed URLs of the images (they expire after 24 hours); ``[]`` when ``output_path`` is set."""
+
+
+class ProfileStatusResult(TypedDict):
+    """What ``ProfileReadySensor`` returns once the profile is READY."""
+
+    profile_id: str
+    status: str
+    """The API's profile status: ``READY`` after a wait, else the status seen (``VALIDATING``, ``IN_PROGRESS``...)."""
+    message: str
+    """The API's status message; ``""`` when it gave none."""
+
+
+class CreateProfileResult(ProfileStatusResult):
+    """What ``PhotaCreateProfileOperator`` returns (``status`` is ``READY`` with ``wait_for_ready=True``)."""
+
+    tag: str | None
+    training_tier: str
+    reused: bool
+    """``True`` when an existing profile of the tag was reused, so no new training was paid for."""
+
+
+class DeleteProfileResult(TypedDict):
+    """What ``PhotaDeleteProfileOperator`` returns."""
+
+    profile_id: str
+    deleted: bool
+    """``False`` when the profile was already gone (with ``ignore_missing=True``)."""

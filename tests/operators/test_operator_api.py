@@ -1,0 +1,198 @@
+"""The public surface of the operators, the sensor and the triggers: documented arguments, templated fields,
+result shapes, and the one warning for arguments that have no effect."""
+
+from __future__ import annotations
+
+import inspect
+import re
+from collections.abc import Callable
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, get_type_hints
+
+import pytest
+
+from airflow_provider_phota import results
+from airflow_provider_phota.operators.images import (
+    PhotaEditOperator,
+    PhotaEnhanceOperator,
+    PhotaGenerateOperator,
+    PhotaRemixOperator,
+    derived_client_request_id,
+    image_format,
+)
+from airflow_provider_phota.operators.profile import PhotaCreateProfileOperator, PhotaDeleteProfileOperator
+from airflow_provider_phota.sensors.phota import ProfileReadySensor
+from airflow_provider_phota.testing import PhotaEmulator
+from airflow_provider_phota.triggers.phota import PhotaJobTrigger, ProfileReadyTrigger
+
+IMAGE_OPERATORS = [PhotaEditOperator, PhotaGenerateOperator, PhotaEnhanceOperator, PhotaRemixOperator]
+OPERATORS: list[type] = [*IMAGE_OPERATORS, PhotaCreateProfileOperator, PhotaDeleteProfileOperator, ProfileReadySensor]
+PNG_1X1 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+
+
+def documented(cls: type) -> dict[str, str]:
+    """``{argument: its :param: text}`` from the class docstring."""
+    doc = inspect.getdoc(cls) or ""
+    return {name: text for name, text in re.findall(r":param (\w+):(.*?)(?=\n\s*:param |\Z)", doc, re.S)}
+
+
+def arguments(cls: type) -> set[str]:
+    """The keyword arguments the class itself adds (up to, not including, Airflow's base classes)."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if klass.__module__.startswith("airflow_provider_phota") and "__init__" in vars(klass):
+            names |= set(inspect.signature(klass.__init__).parameters) - {"self", "kwargs"}
+    return names
+
+
+@pytest.mark.parametrize("cls", OPERATORS, ids=lambda cls: cls.__name__)
+def test_every_argument_is_documented_and_templated_ones_say_so(cls: type) -> None:
+    docs = documented(cls)
+
+    assert arguments(cls) <= set(docs), f"undocumented: {arguments(cls) - set(docs)}"
+    for name in arguments(cls):
+        assert ("(templated" in docs[name] or "templated)" in docs[name]) == (name in cls.template_fields), name  # type: ignore[attr-defined]
+    assert set(cls.template_fields) <= arguments(cls)  # type: ignore[attr-defined]
+    assert set(getattr(cls, "template_fields_renderers", {})) <= set(cls.template_fields)  # type: ignore[attr-defined]
+    assert "phota_conn_id" in cls.template_fields  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("cls", [ProfileReadyTrigger, PhotaJobTrigger], ids=lambda cls: cls.__name__)
+def test_trigger_arguments_are_documented(cls: type) -> None:
+    assert set(inspect.signature(cls.__init__).parameters) - {"self"} == set(documented(cls))
+
+
+def test_image_operators_template_every_image_argument_and_the_model_options() -> None:
+    assert {"prompt", "images", "profile_ids", "num_output_images", "response_mode"} <= set(
+        PhotaEditOperator.template_fields
+    )
+    assert {"image", "profile_ids", "num_output_images"} <= set(PhotaEnhanceOperator.template_fields)
+    assert {"input_image", "reference_image", "profile_ids"} <= set(PhotaRemixOperator.template_fields)
+    assert {"aspect_ratio", "resolution", "base_model", "quality"} <= set(PhotaGenerateOperator.template_fields)
+
+
+def test_result_types_name_every_key() -> None:
+    assert set(get_type_hints(results.ImageOperatorResult)) == {
+        "endpoint",
+        "job_id",
+        "client_request_id",
+        "request_id",
+        "count",
+        "known_subjects",
+        "output_uris",
+        "download_urls",
+    }
+    assert set(get_type_hints(results.CreateProfileResult)) == {
+        "profile_id",
+        "status",
+        "message",
+        "tag",
+        "training_tier",
+        "reused",
+    }
+    assert set(get_type_hints(results.DeleteProfileResult)) == {"profile_id", "deleted"}
+
+
+# --- warnings ------------------------------------------------------------------------------------------------------
+
+
+def context(task_id: str = "t") -> dict[str, Any]:
+    ti = SimpleNamespace(dag_id="api", run_id="manual__1", task_id=task_id, map_index=-1, try_number=1)
+    return {"ti": ti, "task_instance": ti, "outlet_events": {}}
+
+
+def warnings_in(output: str) -> list[str]:
+    return [line for line in output.splitlines() if "no effect" in line]
+
+
+@pytest.fixture
+def conn(phota_emulator: PhotaEmulator, phota_connection: Callable[..., str]) -> PhotaEmulator:
+    phota_connection(retry_wait=0.01, retry_max_wait=0.05, max_attempts=3)
+    return phota_emulator
+
+
+def test_async_options_in_a_synchronous_call_log_one_warning(
+    conn: PhotaEmulator, capfd: pytest.CaptureFixture[str]
+) -> None:
+    task = PhotaGenerateOperator(
+        task_id="t",
+        prompt="a fox",
+        use_async_job=False,
+        deferrable=True,
+        poll_interval=1,
+        timeout=10,
+        client_request_id="my-key",
+    )
+
+    result = task.execute(context())
+
+    (warning,) = warnings_in(capfd.readouterr().out)
+    for name in ("deferrable=True", "poll_interval=1", "timeout=10", "client_request_id"):
+        assert name in warning
+    assert "use_async_job=False" in warning
+    assert result["job_id"] is None
+    (request,) = conn.requests_to("/v1/phota/generate", "POST")
+    assert "client_request_id" not in request.json
+
+
+def test_defaults_and_async_jobs_log_no_such_warning(conn: PhotaEmulator, capfd: pytest.CaptureFixture[str]) -> None:
+    PhotaGenerateOperator(task_id="a", prompt="a fox", use_async_job=False).execute(context("a"))
+    PhotaGenerateOperator(task_id="b", prompt="a fox", poll_interval=0.05, timeout=30).execute(context("b"))
+
+    assert warnings_in(capfd.readouterr().out) == []
+
+
+def test_wait_options_without_waiting_log_one_warning(conn: PhotaEmulator, capfd: pytest.CaptureFixture[str]) -> None:
+    urls = [f"https://example.com/w/{i}.jpg" for i in range(10)]
+    task = PhotaCreateProfileOperator(task_id="t", image_urls=urls, deferrable=True, poll_interval=5, timeout=60)
+
+    result = task.execute(context())
+
+    (warning,) = warnings_in(capfd.readouterr().out)
+    assert "deferrable=True, poll_interval=5, timeout=60 have no effect with wait_for_ready=False" in warning
+    assert result["reused"] is False
+    assert result["status"] == conn.profile_status(result["profile_id"])
+
+
+# --- helpers behind the defects ------------------------------------------------------------------------------------
+
+
+def test_derived_keys_are_stable_valid_and_distinct() -> None:
+    from airflow_provider_phota.contract import CLIENT_REQUEST_ID_PATTERN
+
+    key = "af:generate:" + "a" * 48
+    first = derived_client_request_id(key, "job_1")
+
+    assert first == derived_client_request_id(key, "job_1")  # every retry walks the same chain
+    assert len({key, first, derived_client_request_id(key, "job_2"), derived_client_request_id(first, "job_1")}) == 4
+    for value in (first, derived_client_request_id("user key/with spaces" * 10, "job_9")):
+        assert CLIENT_REQUEST_ID_PATTERN.fullmatch(value)
+
+
+@pytest.mark.parametrize(
+    ("head", "kind"),
+    [
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF", "jpeg"),
+        (b"\x89PNG\r\n\x1a\n", "png"),
+        (b"RIFF\x24\x00\x00\x00WEBPVP8 ", "webp"),
+        (b"\x00\x00\x00\x18ftypheic\x00\x00", "heic"),
+        (b"\x00\x00\x00\x18ftypmif1\x00\x00", "heic"),
+        (b"GIF89a", None),
+        (b"%PDF-1.7", None),
+        (b"RIFF\x24\x00\x00\x00WAVEfmt ", None),
+        (b"", None),
+    ],
+)
+def test_image_formats_are_recognised_by_their_magic_bytes(head: bytes, kind: str | None) -> None:
+    assert image_format(head) == kind
+
+
+def test_samples_the_tests_send_are_images(tmp_path: Path) -> None:
+    import base64
+
+    from PIL import Image
+
+    Image.new("RGB", (4, 4)).save(tmp_path / "a.jpg")
+    assert image_format((tmp_path / "a.jpg").read_bytes()[:16]) == "jpeg"
+    assert image_format(base64.b64decode(PNG_1X1)[:16]) == "png"
