@@ -1,7 +1,12 @@
-"""pytest plugin (entry point ``pytest11: phota``): emulator fixtures and the ``live`` marker.
+"""pytest plugin (entry point ``pytest11: phota``): emulator fixtures and the ``phota_live`` marker.
 
-pytest loads this module for every test run of anyone who installs the provider, so it imports nothing heavy at
-module level (no Airflow, no Pillow, no aiohttp); the emulator is imported inside the fixtures.
+pytest loads this module for every test run of anyone who installs the provider, so:
+
+- it imports nothing heavy at module level (no Airflow, no Pillow, no aiohttp); the emulator is imported inside
+  the fixtures;
+- everything it registers is namespaced, so it cannot touch another project's names: the marker ``phota_live``,
+  fixtures ``phota_*`` (``_phota_*`` for private helpers), options ``--phota-*``. A project's own ``live``
+  marker or ``emulator`` / ``conn_id`` fixtures are left alone.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ ConnectionFactory = Callable[..., str]
 EmulatorFactory = Callable[..., "PhotaEmulator"]
 
 LIVE_KEY_ENV = "PHOTA_API_KEY"
+LIVE_MARKER = "phota_live"
 CONN_ID = "phota_default"
 DEFAULT_TRAINING_SECONDS = 1.0
 DEFAULT_JOB_SECONDS = 0.5
@@ -42,16 +48,18 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", f"live: talks to the real Phota API; runs only when {LIVE_KEY_ENV} is set")
+    config.addinivalue_line(
+        "markers", f"{LIVE_MARKER}: talks to the real Phota API; runs only when {LIVE_KEY_ENV} is set"
+    )
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip ``live`` tests unless a real key is configured, so a plain ``pytest`` never spends money."""
+    """Skip ``phota_live`` tests unless a real key is configured, so a plain ``pytest`` never spends money."""
     if os.environ.get(LIVE_KEY_ENV):
         return
-    skip = pytest.mark.skip(reason=f"live test: set {LIVE_KEY_ENV} to run it against the real API")
+    skip = pytest.mark.skip(reason=f"{LIVE_MARKER} test: set {LIVE_KEY_ENV} to run it against the real API")
     for item in items:
-        if item.get_closest_marker("live") is not None:
+        if item.get_closest_marker(LIVE_MARKER) is not None:
             item.add_marker(skip)
 
 
@@ -88,8 +96,8 @@ def phota_connection(phota_emulator: PhotaEmulator, monkeypatch: pytest.MonkeyPa
         conn_id: str = CONN_ID, *, emulator: PhotaEmulator | None = None, api_key: str | None = None, **extra: Any
     ) -> str:
         target = emulator or phota_emulator
-        connection: dict[str, Any] = {"conn_type": "phota", "host": target.base_url,
-                                      "password": target.api_key if api_key is None else api_key}  # fmt: skip
+        password = target.api_key if api_key is None else api_key
+        connection: dict[str, Any] = {"conn_type": "phota", "host": target.base_url, "password": password}
         if extra:
             connection["extra"] = extra
         monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(connection))
@@ -128,9 +136,11 @@ def phota_emulator_factory(
         key = (training_seconds, job_seconds, api_key)
         if key not in _phota_extra_emulators:
             _phota_extra_emulators[key] = PhotaEmulator(
-                api_key=api_key, training_seconds=training_seconds, job_seconds=job_seconds,
+                api_key=api_key,
+                training_seconds=training_seconds,
+                job_seconds=job_seconds,
                 deliver_callbacks_over_http=True,
-            ).start()  # fmt: skip
+            ).start()
         emulator = _phota_extra_emulators[key]
         if key not in reset_in_this_test:
             emulator.reset()

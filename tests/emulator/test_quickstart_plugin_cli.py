@@ -1,4 +1,7 @@
-"""The quickstart walk-through with curl (SPEC QS), the pytest plugin fixtures, and the command line."""
+"""The quickstart walk-through with curl (SPEC QS), the pytest plugin fixtures, and the command line.
+
+The plugin's namespacing and its ``phota_live`` marker are tested in test_plugin_isolation.py.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -113,24 +115,6 @@ def test_phota_conn_id_fixture(phota_conn_id: str, phota_emulator: PhotaEmulator
     assert phota_conn_id == "phota_default"
     connection = json.loads(os.environ["AIRFLOW_CONN_PHOTA_DEFAULT"])
     assert connection == {"conn_type": "phota", "host": phota_emulator.base_url, "password": phota_emulator.api_key}
-
-
-def test_live_marker_is_skipped_without_a_key(tmp_path: Path) -> None:
-    (tmp_path / "test_live.py").write_text(
-        "import pytest\n\n"
-        "@pytest.mark.live\n"
-        "def test_real_api():\n"
-        "    raise AssertionError('must not run')\n\n"
-        "def test_plain():\n"
-        "    pass\n"
-    )
-    env = {k: v for k, v in os.environ.items() if k != "PHOTA_API_KEY"}
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--strict-markers", "-rs"]
-    command += ["-o", "asyncio_default_fixture_loop_scope=function", str(tmp_path)]
-    result = subprocess.run(command, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "1 passed, 1 skipped" in result.stdout
-    assert "PHOTA_API_KEY" in result.stdout
 
 
 # --- command line ---------------------------------------------------------------------------------------------------

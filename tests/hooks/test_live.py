@@ -12,7 +12,7 @@ import pytest
 
 from airflow_provider_phota.hooks.phota import PhotaHook
 
-pytestmark = pytest.mark.live
+pytestmark = pytest.mark.phota_live
 
 
 @pytest.fixture
