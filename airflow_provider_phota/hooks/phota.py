@@ -11,7 +11,6 @@ import importlib
 import os
 import sys
 import time
-import weakref
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar, cast
@@ -28,7 +27,14 @@ from airflow_provider_phota.exceptions import (
     surely_not_processed,
 )
 from airflow_provider_phota.hooks.retry import RetryPolicy
-from airflow_provider_phota.hooks.transport import ApiResponse, AsyncClient, ConnectionSettings, SyncClient, parsed
+from airflow_provider_phota.hooks.transport import (
+    ApiResponse,
+    AsyncClient,
+    ConnectionSettings,
+    SyncClient,
+    drop_closed_loops,
+    parsed,
+)
 
 T = TypeVar("T")
 
@@ -86,17 +92,16 @@ class _LoopConnectionCache:
 
     A triggerer that resumes a thousand waits would otherwise look the same connection up a thousand times through
     the secrets backends (milliseconds of CPU each, all at once). Concurrent first lookups share one fetch. Entries
-    live a minute, so a rotated key is picked up; a failed fetch is not kept.
+    live a minute, so a rotated key is picked up; a failed fetch is not kept. The entries of a closed loop are
+    dropped (its futures keep the loop alive, so a weak mapping would never let go of them).
     """
 
     def __init__(self, ttl: float = 60.0) -> None:
         self.ttl = ttl
-        self._entries: weakref.WeakKeyDictionary[
-            asyncio.AbstractEventLoop, dict[str, tuple[float, asyncio.Future[Any]]]
-        ]
-        self._entries = weakref.WeakKeyDictionary()
+        self._entries: dict[asyncio.AbstractEventLoop, dict[str, tuple[float, asyncio.Future[Any]]]] = {}
 
     async def get(self, conn_id: str, fetch: Callable[[], Awaitable[T]]) -> T:
+        drop_closed_loops(self._entries)
         entries = self._entries.setdefault(asyncio.get_running_loop(), {})
         cached = entries.get(conn_id)
         if cached is None or time.monotonic() - cached[0] > self.ttl or self._failed(cached[1]):
@@ -246,7 +251,12 @@ class PhotaHook(BaseHook):
         return self.client.send(contract.list_profile_ids_request(tag), _profile_ids)
 
     def create_profile(
-        self, image_urls: Sequence[str], *, tag: str | None = None, training_tier: str = "standard"
+        self,
+        image_urls: Sequence[str],
+        *,
+        tag: str | None = None,
+        training_tier: str = "standard",
+        known_profile_ids: Sequence[str] | None = None,
     ) -> str:
         """Create a profile and start its (paid) training; returns the profile id.
 
@@ -260,6 +270,8 @@ class PhotaHook(BaseHook):
         :param image_urls: public http(s) URLs of the training photos: 10-50 for ``standard``, 5-10 for ``fast``.
         :param tag: a label (1-128 characters) to find the profile by later; it also makes retries safe.
         :param training_tier: ``"standard"`` or ``"fast"`` (cheaper, fewer photos).
+        :param known_profile_ids: with a ``tag``, the tag's profile ids as the caller has just listed them (for
+            :meth:`latest_profile`); the look at the tag before the first attempt is then not sent again.
         """
         body = contract.compact({"image_urls": image_urls, "tag": tag, "training_tier": training_tier})
         _raise_if(contract.validate_create_profile(body), "create_profile")
@@ -268,7 +280,7 @@ class PhotaHook(BaseHook):
             retry_if = lambda error: is_retryable(error) and surely_not_processed(error)  # noqa: E731
             return self.client.send(request, _profile_id, retry_if)
 
-        existing = set(self.list_profile_ids(tag))
+        existing = set(self.list_profile_ids(tag) if known_profile_ids is None else known_profile_ids)
         last_error: Exception | None = None
         for attempt in self.settings.retry.attempts(self.log):
             with attempt:
@@ -300,15 +312,20 @@ class PhotaHook(BaseHook):
             time.sleep(min(pause, remaining))
             pause = min(pause * 2, self.settings.retry.max_wait)
 
-    def latest_profile(self, tag: str, *, ready_only: bool = False) -> ProfileState | None:
+    def latest_profile(
+        self, tag: str, *, ready_only: bool = False, known_profile_ids: Sequence[str] | None = None
+    ) -> ProfileState | None:
         """The newest profile of ``tag`` that is usable, or ``None``.
 
         :param tag: the profile tag to look up.
         :param ready_only: only a READY profile counts. By default a profile still training counts too; one that
             ended in ERROR or INACTIVE never does (paying again is the point of running again then).
+        :param known_profile_ids: the tag's profile ids, in the API's order, as the caller has just listed them
+            (to pass the same list to :meth:`create_profile` next); they are not listed again.
         """
         statuses = contract.PROFILE_SUCCESS_STATUSES if ready_only else contract.PROFILE_REUSABLE_STATUSES
-        for profile_id in reversed(self.list_profile_ids(tag)):
+        profile_ids = self.list_profile_ids(tag) if known_profile_ids is None else known_profile_ids
+        for profile_id in reversed(profile_ids):
             state = self.get_profile_status(profile_id)
             if state.status in statuses:
                 return state
@@ -465,7 +482,7 @@ class PhotaHook(BaseHook):
             if state.is_terminal:
                 return state
             if timeout is not None and elapsed + poll_interval > timeout:
-                raise TimeoutError(f"Phota job {job_id} still {state.status} after {elapsed:.0f} s")
+                raise TimeoutError(f"Phota job {job_id} is still {state.status} after {elapsed:.0f} s")
             time.sleep(poll_interval)
 
     def download(self, url: str, destination: str | os.PathLike[str] | ObjectStoragePath) -> int:
@@ -540,6 +557,15 @@ class PhotaHook(BaseHook):
         return await client.send(contract.job_request(_check_id("job_id", job_id)), _job_state)
 
     async def aclose(self) -> None:
-        """Release this hook's share of the event loop's HTTP session."""
+        """Release this hook's share of the event loop's HTTP session (the last share closes it); the next async
+        call takes a new share. ``async with PhotaHook() as hook:`` does it. A session also closes with its event
+        loop (``asyncio.run()`` closes it before it closes the loop), so a hook that is never closed leaks nothing
+        either."""
         if self._async_client is not None:
             await self._async_client.aclose()
+
+    async def __aenter__(self) -> PhotaHook:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()

@@ -14,7 +14,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -410,41 +410,85 @@ def _tls_problem(error: ssl.SSLError, host: str) -> str:
 # --- async ------------------------------------------------------------------------------------------------------
 
 
+class _Share:
+    """A loop's session, how many hooks hold it, and the async generator that closes it with the loop."""
+
+    __slots__ = ("closer", "session", "users")
+
+    def __init__(self, session: aiohttp.ClientSession, closer: AsyncGenerator[None, None]) -> None:
+        self.session = session
+        self.closer = closer
+        self.users = 0
+
+
+def drop_closed_loops(per_loop: dict[asyncio.AbstractEventLoop, Any]) -> None:
+    """Forget the entries of event loops that are closed: nothing can run on them again, and a new loop must
+    never be handed what an old one left behind."""
+    for loop in [loop for loop in per_loop if loop.is_closed()]:
+        del per_loop[loop]
+
+
 class _SharedSessions:
     """One aiohttp session per event loop, shared by every hook (and trigger) running in that loop.
 
     A triggerer holding a thousand waits then keeps one connection pool instead of a thousand. The API key
     travels per request, so hooks of different connections can share the pool. A session closes when the last
-    hook that uses it calls ``aclose()``.
+    hook that uses it calls ``aclose()`` (``async with PhotaHook() as hook:`` does), and at the latest when its
+    loop shuts down: each session is watched by an async generator started in its loop, which
+    ``loop.shutdown_asyncgens()`` closes, and ``asyncio.run()`` (like ``asyncio.Runner`` and the triggerer) calls
+    that before it closes the loop. So ``asyncio.run(PhotaHook().aget_job(job_id))`` leaves nothing open. A loop
+    closed without ``shutdown_asyncgens()`` (a hand-made loop's ``close()``) cannot close its session any more:
+    its entry is dropped, never reused.
     """
 
     def __init__(self) -> None:
-        self._sessions: dict[asyncio.AbstractEventLoop, tuple[aiohttp.ClientSession, int]] = {}
+        self._sessions: dict[asyncio.AbstractEventLoop, _Share] = {}
 
-    def acquire(self) -> aiohttp.ClientSession:
+    async def acquire(self) -> aiohttp.ClientSession:
+        """A share of the running loop's session, opened on first use."""
         import aiohttp
 
         loop = asyncio.get_running_loop()
-        session, users = self._sessions.get(loop, (None, 0))
-        if session is None or session.closed:
+        drop_closed_loops(self._sessions)
+        share = self._sessions.get(loop)
+        if share is None or share.session.closed:
             # Timeouts are set per request (from each connection's settings); the pool itself has none.
-            session, users = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None)), 0
-        self._sessions[loop] = (session, users + 1)
-        return session
+            session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=None))
+            share = self._sessions[loop] = _Share(session, self._close_at_shutdown(loop, session))
+            # The first step registers the generator with the loop (its asyncgen hooks), which closes it at
+            # shutdown; it stops at the ``yield`` without awaiting anything.
+            await share.closer.__anext__()
+        share.users += 1
+        return share.session
+
+    async def _close_at_shutdown(
+        self, loop: asyncio.AbstractEventLoop, session: aiohttp.ClientSession
+    ) -> AsyncGenerator[None, None]:
+        try:
+            yield
+        finally:
+            share = self._sessions.get(loop)
+            if share is not None and share.session is session:
+                del self._sessions[loop]
+            await session.close()
 
     async def release(self, session: aiohttp.ClientSession) -> None:
-        for loop, (current, users) in list(self._sessions.items()):
-            if current is session:
-                if users <= 1:
-                    del self._sessions[loop]
-                    await session.close()
-                else:
-                    self._sessions[loop] = (current, users - 1)
-                return
+        """Give back a share of the running loop's session; the last one closes it. A session of another loop, or
+        one already closed with its loop, is not this loop's to close: nothing happens."""
+        loop = asyncio.get_running_loop()
+        share = self._sessions.get(loop)
+        if share is None or share.session is not session:
+            return
+        share.users -= 1
+        if share.users <= 0:
+            # The entry is still there, so the generator has not started closing (its first step removes the
+            # entry): closing it here is safe, and leaves nothing for the loop to finish.
+            await share.closer.aclose()
 
     def users(self) -> int:
-        loop = asyncio.get_running_loop()
-        return self._sessions.get(loop, (None, 0))[1]
+        """How many hooks hold a share of the running loop's session."""
+        share = self._sessions.get(asyncio.get_running_loop())
+        return 0 if share is None else share.users
 
 
 shared_sessions = _SharedSessions()
@@ -459,17 +503,21 @@ class AsyncClient:
         self.settings = settings
         self.log = log
         self._session: aiohttp.ClientSession | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None  # the loop ``_session`` belongs to
         self._timeout = aiohttp.ClientTimeout(sock_connect=settings.connect_timeout, sock_read=settings.timeout)
 
-    @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            self._session = shared_sessions.acquire()
+    async def loop_session(self) -> aiohttp.ClientSession:
+        """This client's share of the running loop's session. A client used in one ``asyncio.run()`` and then in
+        another gets the new loop's session: the old one closed with its loop."""
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
+            self._session, self._loop = await shared_sessions.acquire(), loop
         return self._session
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            session, self._session = self._session, None
+        """Give back this client's share of the session; a later call takes a new one."""
+        session, self._session = self._session, None
+        if session is not None:
             await shared_sessions.release(session)
 
     async def send(
@@ -490,8 +538,9 @@ class AsyncClient:
         started = time.monotonic()
         arguments = self.settings.http_arguments(request)
         where = {"method": request.method, "path": request.path}
+        session = await self.loop_session()
         try:
-            async with self.session.request(**arguments, timeout=self._timeout) as response:
+            async with session.request(**arguments, timeout=self._timeout) as response:
                 content = await response.read()
                 status, headers = response.status, response.headers
         except aiohttp.ClientConnectorError as error:  # the connection was never opened, TLS handshake included

@@ -359,7 +359,7 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
             if not state.is_terminal:
                 if self.deferrable:
                     self._defer(state.job_id, key)
-                state = self._wait_in_worker(state)
+                state = self._wait_in_worker(state.job_id)
             return self._finish_job(context, state, key)
 
     def _submit(self, options: dict[str, Any], key: str) -> tuple[JobState, str]:
@@ -391,20 +391,15 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
             "client_request_id to start over."
         )
 
-    def _wait_in_worker(self, state: JobState) -> JobState:
-        """Poll the job from the worker until it is terminal, for at most ``timeout`` seconds."""
-        deadline = time.monotonic() + self.timeout
-        while not state.is_terminal:
-            if time.monotonic() + self.poll_interval > deadline:
-                raise AirflowException(
-                    f"Phota job {state.job_id} is still {state.status} after {self.timeout:.0f} s; a retry resubmits "
-                    "the same client_request_id and waits for the same job"
-                )
-            time.sleep(self.poll_interval)
-            previous, state = state.status, self.hook.get_job(state.job_id)
-            if state.status != previous:
-                self.log.info("Phota job %s is %s", state.job_id, state.status)
-        return state
+    def _wait_in_worker(self, job_id: str) -> JobState:
+        """Poll the job from the worker (:meth:`PhotaHook.wait_for_job`) until it is terminal, for at most
+        ``timeout`` seconds; then the try fails, and its retry waits for the same job."""
+        try:
+            return self.hook.wait_for_job(job_id, poll_interval=self.poll_interval, timeout=self.timeout)
+        except TimeoutError as error:
+            raise AirflowException(
+                f"{error}; a retry resubmits the same client_request_id and waits for the same job"
+            ) from None
 
     def _defer(self, job_id: str, key: str) -> None:
         from airflow_provider_phota.triggers.phota import PhotaJobTrigger

@@ -128,9 +128,12 @@ class PhotaCreateProfileOperator(PhotaHookMixin, BaseOperator):
         return self._result(self._poll_in_worker(state.profile_id), reused)
 
     def _reuse_or_create(self, urls: list[str]) -> tuple[ProfileState, bool]:
-        """The profile to use and whether it was reused; its state comes from one status check."""
+        """The profile to use and whether it was reused; its state comes from one status check. The tag is listed
+        once: the same ids serve the reuse check and the create's duplicate check."""
+        known_ids = None
         if self.reuse_existing and self.tag:
-            found = self.hook.latest_profile(self.tag)
+            known_ids = self.hook.list_profile_ids(self.tag)
+            found = self.hook.latest_profile(self.tag, known_profile_ids=known_ids)
             if found:
                 self.log.info(
                     "Reusing profile %s (tag %r, %s): no new training is paid for",
@@ -139,7 +142,9 @@ class PhotaCreateProfileOperator(PhotaHookMixin, BaseOperator):
                     found.status,
                 )
                 return found, True
-        profile_id = self.hook.create_profile(urls, tag=self.tag, training_tier=self.training_tier)
+        profile_id = self.hook.create_profile(
+            urls, tag=self.tag, training_tier=self.training_tier, known_profile_ids=known_ids
+        )
         self.log.info(
             "Created profile %s from %d photos (tag %r, %s training; billed once per profile)",
             profile_id,

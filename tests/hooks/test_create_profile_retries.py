@@ -145,3 +145,19 @@ def test_untagged_create_retries_connection_refused(make_hook: Any) -> None:
         hook.create_profile(STANDARD_URLS)
 
     assert sent == [ADD, ADD]  # never reached a server, so resending was safe
+
+
+def test_tagged_create_with_known_ids_lists_the_tag_only_to_recover(hook: PhotaHook, emu: PhotaEmulator) -> None:
+    """Ids the caller has just listed replace the look before the first attempt; the look after an ambiguous
+    failure still happens, and still tells an older profile of the tag from the one the lost attempt made."""
+    older = hook.create_profile(STANDARD_URLS, tag="known")
+    listed = hook.list_profile_ids("known")
+    looks_before = len(emu.requests_to(f"{API}/profiles/ids"))
+    emu.inject_fault(ADD, status=500, after=True)  # the profile is created, the answer is lost
+
+    newer = hook.create_profile(STANDARD_URLS, tag="known", known_profile_ids=listed)
+
+    assert newer != older
+    assert sorted(_profiles_with_tag(emu, "known")) == sorted([older, newer])
+    assert len(emu.requests_to(ADD)) == 2  # the older one's, and the lost attempt: never resent
+    assert [entry.query for entry in emu.requests_to(f"{API}/profiles/ids")][looks_before:] == [{"tag": "known"}]

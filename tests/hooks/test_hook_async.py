@@ -121,7 +121,7 @@ async def test_aclose_releases_the_shared_session(emu: PhotaEmulator, conn_id: s
     hook = PhotaHook(conn_id)
     await hook.alist_profile_ids()
     assert hook._async_client is not None
-    session = hook._async_client.session
+    session = hook._async_client._session
 
     assert transport.shared_sessions.users() == 1
     await hook.aclose()
@@ -133,7 +133,7 @@ async def test_aclose_releases_the_shared_session(emu: PhotaEmulator, conn_id: s
 
     assert await hook.alist_profile_ids() == []  # a closed hook opens a new share on its next call
     assert transport.shared_sessions.users() == 1
-    assert hook._async_client.session is not session
+    assert hook._async_client._session is not session
     await hook.aclose()
     assert transport.shared_sessions.users() == 0
 
@@ -143,9 +143,9 @@ async def test_two_hooks_in_one_loop_share_one_session(emu: PhotaEmulator, conn_
     await asyncio.gather(first.alist_profile_ids(), second.alist_profile_ids())
     assert first._async_client is not None
     assert second._async_client is not None
-    session = first._async_client.session
+    session = first._async_client._session
 
-    assert second._async_client.session is session
+    assert second._async_client._session is session
     assert transport.shared_sessions.users() == 2
     await first.aclose()
     assert transport.shared_sessions.users() == 1

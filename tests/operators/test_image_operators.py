@@ -261,3 +261,43 @@ def test_bad_image_references_name_the_field(value: Any) -> None:
     assert isinstance(result, Violation)
     assert result.field == "images[0]"
     assert result.allowed
+
+
+def test_worker_wait_that_times_out_fails_the_try_and_names_the_same_job(
+    held_clock_emulator: PhotaEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The worker waits with the hook's ``wait_for_job`` (the one polling loop); its timeout becomes the
+    operator's message: the try fails, and a retry resubmits the same key and waits for the same job."""
+    from airflow_provider_phota._compat import AirflowException, AirflowFailException
+    from airflow_provider_phota.hooks.phota import PhotaHook
+    from airflow_provider_phota.operators.images import PhotaGenerateOperator
+
+    emu = held_clock_emulator  # the job stays QUEUED unless the test moves the clock: here it never does
+    waits: list[tuple[str, dict[str, Any]]] = []
+    hook_wait = PhotaHook.wait_for_job
+
+    def recorded_wait(hook: PhotaHook, job_id: str, **kwargs: Any) -> Any:
+        waits.append((job_id, kwargs))
+        return hook_wait(hook, job_id, **kwargs)
+
+    monkeypatch.setattr(PhotaHook, "wait_for_job", recorded_wait)
+    operator = PhotaGenerateOperator(
+        task_id="wait",
+        prompt="a slow lighthouse",
+        deferrable=False,
+        poll_interval=0.05,
+        timeout=0.3,
+        client_request_id="worker-wait-1",
+    )
+
+    with pytest.raises(AirflowException) as raised:
+        operator.execute({})  # type: ignore[arg-type]
+
+    (job_id,) = emu.jobs
+    assert waits == [(job_id, {"poll_interval": 0.05, "timeout": 0.3})]
+    assert not isinstance(raised.value, AirflowFailException)  # a retry may help
+    message = str(raised.value)
+    assert message.startswith(f"Phota job {job_id} is still QUEUED after ")
+    assert message.endswith(" s; a retry resubmits the same client_request_id and waits for the same job")
+    assert len(emu.requests_to("/v1/phota/generate", "POST")) == 1
+    assert len(emu.requests_to(f"/v1/phota/jobs/{job_id}", "GET")) >= 3  # the submit's look, then the polls

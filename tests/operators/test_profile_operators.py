@@ -150,3 +150,18 @@ def test_delete_profile_then_delete_again_is_a_success(conn: PhotaEmulator) -> N
 )
 def test_rendered_url_lists_are_parsed(value: object, expected: list[str]) -> None:
     assert parse_list_argument(value) == expected
+
+
+@pytest.mark.parametrize("existing", [False, True], ids=["create", "reuse"])
+def test_reusing_create_lists_the_tag_once(conn: PhotaEmulator, existing: bool) -> None:
+    """The ids of the reuse check also serve the create's duplicate check: one ``GET /profiles/ids``."""
+    if existing:
+        PhotaHook().create_profile(FAST_URLS, tag="subject-h", training_tier="fast")
+    before = len(conn.requests_to("/v1/phota/profiles/ids", "GET"))
+
+    dag_run = run_dag("op_create_profile", urls=FAST_URLS, tag="subject-h")
+
+    assert task_states(dag_run) == {"create": "success"}
+    listings = conn.requests_to("/v1/phota/profiles/ids", "GET")[before:]
+    assert [entry.query for entry in listings] == [{"tag": "subject-h"}]
+    assert len(conn.charges("profile")) == 1
