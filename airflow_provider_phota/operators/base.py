@@ -74,10 +74,19 @@ def validate_event(event: Any, task: str) -> Mapping[str, Any]:
     return event
 
 
-def warn_ineffective_arguments(task: Any, arguments: Sequence[str], reason: str) -> None:
-    """Log one warning naming every argument that has no effect in the mode the task runs in."""
-    if arguments:
-        task.log.warning("%s %s no effect %s", ", ".join(arguments), "has" if len(arguments) == 1 else "have", reason)
+def warn_unused_wait_arguments(
+    task: Any, reason: str, *, poll_interval: float, timeout: float, others: Sequence[str] = ()
+) -> None:
+    """Log one warning naming the wait arguments (``deferrable``, and ``poll_interval``/``timeout`` when changed
+    from the defaults given here) and ``others`` that have no effect because the task does not wait."""
+    unused = ["deferrable=True"] if task.deferrable else []
+    if task.poll_interval != poll_interval:
+        unused.append(f"poll_interval={task.poll_interval!r}")
+    if task.timeout != timeout:
+        unused.append(f"timeout={task.timeout!r}")
+    unused += others
+    if unused:
+        task.log.warning("%s %s no effect %s", ", ".join(unused), "has" if len(unused) == 1 else "have", reason)
 
 
 def record_asset_events(context: Context, outlets: list[Any], extra: Mapping[str, Any]) -> None:

@@ -46,7 +46,7 @@ from airflow_provider_phota.operators.base import (
     parse_list_argument,
     record_asset_events,
     validate_event,
-    warn_ineffective_arguments,
+    warn_unused_wait_arguments,
 )
 from airflow_provider_phota.waiting import DEFER_TIMEOUT_GRACE_SECONDS
 
@@ -330,20 +330,14 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
         return options, key
 
     def _warn_about_ineffective_arguments(self) -> None:
-        if self.use_async_job is not False:
-            return
-        ineffective = []
-        if self.deferrable:
-            ineffective.append("deferrable=True")
-        if self.poll_interval != DEFAULT_POLL_INTERVAL:
-            ineffective.append(f"poll_interval={self.poll_interval!r}")
-        if self.timeout != DEFAULT_JOB_TIMEOUT:
-            ineffective.append(f"timeout={self.timeout!r}")
-        if self.client_request_id is not None:
-            ineffective.append("client_request_id")
-        warn_ineffective_arguments(
-            self, ineffective, "with use_async_job=False: one synchronous request, no job to wait for or key to send"
-        )
+        if self.use_async_job is False:
+            warn_unused_wait_arguments(
+                self,
+                "with use_async_job=False: one synchronous request, no job to wait for or key to send",
+                poll_interval=DEFAULT_POLL_INTERVAL,
+                timeout=DEFAULT_JOB_TIMEOUT,
+                others=["client_request_id"] if self.client_request_id is not None else [],
+            )
 
     # --- execution --------------------------------------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from airflow_provider_phota.operators.base import (
     PhotaHookMixin,
     fail_fast_on_permanent_errors,
     parse_list_argument,
-    warn_ineffective_arguments,
+    warn_unused_wait_arguments,
 )
 
 if TYPE_CHECKING:
@@ -96,16 +96,13 @@ class PhotaCreateProfileOperator(PhotaHookMixin, BaseOperator):
         return list(urls)
 
     def _warn_about_ineffective_arguments(self) -> None:
-        if self.wait_for_ready:
-            return
-        ineffective = []
-        if self.deferrable:
-            ineffective.append("deferrable=True")
-        if self.poll_interval != DEFAULT_POLL_INTERVAL:
-            ineffective.append(f"poll_interval={self.poll_interval!r}")
-        if self.timeout != DEFAULT_WAIT_TIMEOUT:
-            ineffective.append(f"timeout={self.timeout!r}")
-        warn_ineffective_arguments(self, ineffective, "with wait_for_ready=False: the task does not wait for training")
+        if not self.wait_for_ready:
+            warn_unused_wait_arguments(
+                self,
+                "with wait_for_ready=False: the task does not wait for training",
+                poll_interval=DEFAULT_POLL_INTERVAL,
+                timeout=DEFAULT_WAIT_TIMEOUT,
+            )
 
     def execute(self, context: Context) -> CreateProfileResult:
         from airflow_provider_phota.waiting import defer_until_ready, ready_or_fail
