@@ -166,3 +166,19 @@ def test_the_quoted_warning_is_the_real_one(caplog: pytest.LogCaptureFixture) ->
     operator.log.warning = lambda message, *args: logged.append(message % args)  # type: ignore[method-assign]
     operator._warn_about_ineffective_arguments()
     assert logged and f"`{logged[0]}`" in README
+
+
+def test_the_hook_example_runs(phota_emulator: Any, phota_conn_id: str, tmp_path: Path) -> None:
+    from airflow_provider_phota.testing.samples import PhotoServer, make_subject_photos
+
+    code = section("## Using the hook directly").split("```python\n")[1].split("```")[0]
+    target = tmp_path / "portrait.png"
+    code = code.replace('"s3://aws_default@my-bucket/portrait.png"', repr(str(target)))  # no bucket here
+    make_subject_photos(tmp_path / "photos")
+    with PhotoServer(tmp_path / "photos") as server, PhotaHook() as hook:
+        urls = [server.url_for(path.name) for path in sorted((tmp_path / "photos").iterdir())]
+        hook.create_profile(urls, tag="customer-42")
+        phota_emulator.advance(3600)  # training done
+        exec(compile(code, "README.md", "exec"), {})
+    assert target.read_bytes().startswith(b"\x89PNG")
+    assert len(phota_emulator.charges("images")) == 1
