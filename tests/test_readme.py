@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_phota import results
-from airflow_provider_phota.exceptions import PhotaValidationError
+from airflow_provider_phota.exceptions import PhotaConnectionError, PhotaValidationError
 from airflow_provider_phota.hooks.phota import PhotaHook
 from airflow_provider_phota.hooks.transport import CONNECTION_EXTRAS
 from airflow_provider_phota.operators.images import (
@@ -74,7 +74,8 @@ def check_rows(cls: type, rows: list[re.Match[str]]) -> None:
             value = json.loads(default.strip("`"))
             actual = params[name].default
             if name == "response_mode":  # None means "urls" in sync mode
-                assert actual is None and value == "urls"
+                assert actual is None
+                assert value == "urls"
             else:
                 assert actual == value, f"{cls.__name__}.{name}: README {value!r}, code {actual!r}"
         else:
@@ -87,7 +88,7 @@ def test_the_dag_example_builds() -> None:
 
     code = section("### A DAG").split("```python\n")[1].split("```")[0]
     namespace: dict[str, Any] = {}
-    exec(compile(code, "README.md", "exec"), namespace)  # the example as a user would paste it
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102 - the example as a user would paste it
     dag = next(value for value in namespace.values() if isinstance(value, DAG))
     assert set(dag.task_dict) == {"create_profile", "wait", "portraits"}
     assert dag.task_dict["wait"].deferrable is True
@@ -103,7 +104,8 @@ def test_the_reference_tables_match_the_signatures() -> None:
     delete_line = re.search(r"\*\*`PhotaDeleteProfileOperator\((.*?)\)`\*\*", reference)
     assert delete_line is not None
     documented = {part.split(" ")[0].split("=")[0] for part in delete_line[1].split(", ")}
-    assert documented == {"profile_id", "ignore_missing", "phota_conn_id"} <= set(parameters(PhotaDeleteProfileOperator))
+    assert documented == {"profile_id", "ignore_missing", "phota_conn_id"}
+    assert documented <= set(parameters(PhotaDeleteProfileOperator))
 
 
 @pytest.mark.parametrize("cls", IMAGE_OPERATORS)
@@ -155,7 +157,7 @@ def test_the_quoted_connection_messages_are_the_real_ones(monkeypatch: pytest.Mo
 
     extras = {"retry_wait": 0.001, "retry_max_wait": 0.001}
     monkeypatch.setenv("AIRFLOW_CONN_PHOTA_DEFAULT", json.dumps({**connection, "extra": extras}))
-    with pytest.raises(Exception) as refused:  # nothing listens on port 9
+    with pytest.raises(PhotaConnectionError) as refused:  # nothing listens on port 9
         PhotaHook().list_profile_ids()
     assert f"`{refused.value}`" in README
 
@@ -165,7 +167,8 @@ def test_the_quoted_warning_is_the_real_one(caplog: pytest.LogCaptureFixture) ->
     logged: list[str] = []
     operator.log.warning = lambda message, *args: logged.append(message % args)  # type: ignore[method-assign]
     operator._warn_about_ineffective_arguments()
-    assert logged and f"`{logged[0]}`" in README
+    assert len(logged) == 1
+    assert f"`{logged[0]}`" in README
 
 
 def test_the_hook_example_runs(phota_emulator: Any, phota_conn_id: str, tmp_path: Path) -> None:
@@ -179,6 +182,6 @@ def test_the_hook_example_runs(phota_emulator: Any, phota_conn_id: str, tmp_path
         urls = [server.url_for(path.name) for path in sorted((tmp_path / "photos").iterdir())]
         hook.create_profile(urls, tag="customer-42")
         phota_emulator.advance(3600)  # training done
-        exec(compile(code, "README.md", "exec"), {})
+        exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - the README's own example
     assert target.read_bytes().startswith(b"\x89PNG")
     assert len(phota_emulator.charges("images")) == 1
