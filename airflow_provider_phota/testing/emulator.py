@@ -1,8 +1,14 @@
 """A local emulator of the Phota image API, for tests and offline development.
 
-It speaks the HTTP API of SPEC sections 4-6 with the decisions of section 15 (D1..D17). Every rule (enums, ranges,
-field sets, output sizes, signatures) comes from :mod:`airflow_provider_phota.contract`; this module only adds the
-server, the state (profiles, jobs, ledger, files), a clock that tests can move, fault injection and an admin API.
+It speaks the HTTP API of the public Phota documentation (https://docs.photalabs.com) with the project's decisions
+where the docs are silent (``docs/api-decisions.md``, cited as "api-decisions D<n>"; source pages are cited by their
+tag from that page's "Source pages" table, e.g. [R-EDIT]). The request rules a client can check before sending
+(enums, ranges, field sets) come from :mod:`airflow_provider_phota.contract`; on top of them the emulator makes the
+checks only the service can make: the content of input images (JPEG, PNG, WebP or HEIC, readable, reachable when
+fetched), that referenced profiles exist and are READY, and that a training set has a subject. It adds the server,
+the state (profiles, jobs, ledger, files), a clock that tests can move, fault injection and an admin API.
+``tests/emulator/test_conformance.py`` states the service's refusals as literal data, independently of the contract,
+so a rule that is wrong there fails a row.
 
 Run it in-process (``with PhotaEmulator() as emu: ...``; the server lives in a background thread with its own event
 loop) or from the command line (``phota-emulator --port 8089``). See ``docs/emulator.md``.
@@ -18,10 +24,12 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import fnmatch
+import functools
 import hashlib
 import hmac
 import ipaddress
 import json
+import re
 import secrets
 import signal
 import sys
@@ -44,20 +52,22 @@ from airflow_provider_phota.testing import images
 # --- constants ------------------------------------------------------------------------------------------------
 
 DEPRECATION_HEADER = "X-Phota-Deprecation-Date"
-DEPRECATION_DATE = "2026-05-08"  # SPEC 1: the announced output_format default change
+DEPRECATION_DATE = "2026-05-08"  # [RN-0.2.0]: the announced output_format default change
 ADMIN_PREFIX = "/_emulator"
 CDN_PREFIX = "/cdn"
 TICK_SECONDS = 0.05  # how often the background ticker settles due jobs (so callbacks fire without polling)
 FETCH_TIMEOUT_SECONDS = 5.0  # loopback image fetches
-IDEMPOTENCY_SECONDS = 24 * 3600  # D4: client_request_id is remembered 24 h
+IDEMPOTENCY_SECONDS = 24 * 3600  # api-decisions D4: client_request_id is remembered 24 h
 
 # Deterministic markers: put them in a prompt / image URL to get a given outcome.
 MARKER_TRAINING_ERROR = "phota-training-error"
+MARKER_NO_SUBJECT = "phota-no-subject"
 MARKER_MODERATE = "phota-moderate"
 MARKER_FAIL_JOB = "phota-fail-job"
 TRAINING_ERROR_MESSAGE = "No detectable subject in the training images"
 
-# Training phases as fractions of training_seconds (D15) and job phases as fractions of job_seconds (D3).
+# Training phases as fractions of training_seconds (api-decisions D15) and job phases as fractions of job_seconds
+# (api-decisions D3).
 TRAINING_PHASES: tuple[tuple[float, ProfileStatus], ...] = (
     (0.1, ProfileStatus.VALIDATING),
     (0.3, ProfileStatus.QUEUING),
@@ -71,8 +81,8 @@ TRAINING_MESSAGES = {
 }
 JOB_QUEUED_FRACTION = 0.2
 
-# Prices in USD per output image: (plain, with identity). Profiles and enhance/remix follow SPEC 12 (RN-0.5,
-# RN-0.6); the per-model rates are EMULATOR-ONLY placeholders because /pricing is not in the stored docs.
+# Prices in USD per output image: (plain, with identity). Profiles and enhance/remix follow [RN-0.5] and [RN-0.6];
+# the per-model rates are EMULATOR-ONLY placeholders because the /pricing page could not be read.
 PROFILE_PRICES_USD = {"standard": 2.90, "fast": 1.49}
 FIXED_ENDPOINT_PRICES_USD = {Endpoint.ENHANCE: (0.12, 0.15), Endpoint.REMIX: (0.12, 0.15)}
 MODEL_PRICES_USD = {
@@ -139,7 +149,7 @@ class Download:
 
 @dataclass(frozen=True)
 class CallbackDelivery:
-    """One callback POST (D6). ``status`` is None when it could not be delivered; ``error`` says why."""
+    """One callback POST (api-decisions D6). ``status`` is None when it could not be delivered; ``error`` says why."""
 
     job_id: str
     url: str
@@ -213,6 +223,7 @@ class _Job:
     error: dict[str, str] | None = None
     finished_wall: float | None = None
     forced_failure: bool = False  # set by fail_next_jobs: FAILED with JOB_FAILED whatever the prompt
+    input_size: tuple[int, int] | None = None  # of the first input image, read when the job was submitted
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -224,7 +235,7 @@ class _StoredFile:
 
 
 class ApiError(Exception):
-    """An error answer with a D8 body (or a bare ``detail`` body for the missing-key 403, D10)."""
+    """An error answer with an api-decisions D8 body (or a bare ``detail`` body for the missing-key 403, D10)."""
 
     def __init__(
         self,
@@ -242,7 +253,7 @@ class ApiError(Exception):
 
 
 class RequestInvalid(Exception):
-    """A 422 answer with a D9 body."""
+    """A 422 answer with an api-decisions D9 body."""
 
     def __init__(self, items: list[dict[str, Any]]) -> None:
         super().__init__(items)
@@ -272,7 +283,7 @@ def _is_loopback_url(url: str) -> bool:
 
 
 def _violations_to_error(violations: list[Violation]) -> Exception | None:
-    """The contract's violations as the answer the service gives: 422 (D9) wins over 400 (D8)."""
+    """The contract's violations as the answer the service gives: 422 (api-decisions D9) wins over 400 (D8)."""
     unprocessable = [v for v in violations if v.status == 422]
     if unprocessable:
         return RequestInvalid(
@@ -407,7 +418,7 @@ class EmulatorState:
         return found
 
     def profile_state(self, profile: _Profile) -> tuple[ProfileStatus, str]:
-        """D15: the status follows the clock through the training phases unless an outcome was forced."""
+        """api-decisions D15: the status follows the clock through the training phases unless an outcome was forced."""
         if profile.forced_status is not None:
             return profile.forced_status, profile.forced_message
         if self.training_seconds > 0:
@@ -441,7 +452,7 @@ class EmulatorState:
         return found
 
     def job_status(self, job: _Job) -> JobStatus:
-        """D3: QUEUED, then RUNNING by the clock; SUCCEEDED/FAILED only once the job was settled."""
+        """api-decisions D3: QUEUED, then RUNNING by the clock; SUCCEEDED/FAILED only once the job was settled."""
         if job.status is not None:
             return job.status
         if self.now() - job.created < JOB_QUEUED_FRACTION * self.job_seconds:
@@ -452,7 +463,7 @@ class EmulatorState:
         return job.status is None and self.now() - job.created >= self.job_seconds
 
     def job_body(self, job: _Job) -> dict[str, Any]:
-        """D2."""
+        """api-decisions D2."""
         status = self.job_status(job)
         if job.finished_wall is not None:
             updated = job.finished_wall
@@ -483,7 +494,7 @@ class EmulatorState:
         )
 
     def remembered_job(self, endpoint: Endpoint, client_request_id: str | None) -> _Job | None:
-        """D4: the job an earlier submit with this key on this endpoint created, if still remembered."""
+        """api-decisions D4: the job an earlier submit with this key on this endpoint created, if still remembered."""
         if client_request_id is None:
             return None
         with self.lock:
@@ -524,14 +535,19 @@ class EmulatorState:
             raise ApiError(404, "File not found", ErrorType.NOT_FOUND)
         return stored
 
-    def file_by_url(self, url: str, base_url: str) -> bytes | None:
-        """The bytes of one of our own signed URLs (so inputs can point at earlier outputs without a self-fetch)."""
-        parts = urlsplit(url)
-        if not url.startswith(base_url + CDN_PREFIX + "/"):
+    def file_by_url(self, url: str, base_url: str) -> tuple[bytes | None, str | None] | None:
+        """One of our own signed URLs, read as a fetch would read it (so inputs can point at earlier outputs without
+        a self-fetch): ``(data, None)``, ``(None, problem)`` for a bad token, an expired link or an unknown file, or
+        ``None`` when the URL is not one of ours."""
+        if not base_url or not url.startswith(base_url + CDN_PREFIX + "/"):
             return None
-        with self.lock:
-            stored = self.files.get(parts.path.rsplit("/", 1)[-1])
-        return stored.data if stored else None
+        parts = urlsplit(url)
+        query = dict(part.split("=", 1) for part in parts.query.split("&") if "=" in part)
+        try:
+            stored = self.open_file(parts.path.rsplit("/", 1)[-1], query.get("token", ""), query.get("expires", ""))
+        except ApiError as error:
+            return None, f"could not be fetched (HTTP {error.status}: {error.detail})"
+        return stored.data, None
 
 
 # --- the HTTP application -------------------------------------------------------------------------------------
@@ -546,7 +562,7 @@ def _error_response(error: Exception, request_id: str) -> web.Response:
         return web.json_response({"detail": error.items}, status=422)
     assert isinstance(error, ApiError)
     body: dict[str, Any] = {"detail": error.detail}
-    if error.error_type is not None:  # D10: the missing-key 403 carries only detail
+    if error.error_type is not None:  # api-decisions D10: the missing-key 403 carries only detail
         body |= {"type": error.error_type, "request_id": request_id}
     return web.json_response(body, status=error.status, headers=error.headers)
 
@@ -610,7 +626,8 @@ class EmulatorApp:
 
     @web.middleware
     async def pipeline(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Every request: request id and the D17 headers; API routes also get auth, faults, parsing, recording."""
+        """Every request: request id and the api-decisions D17 headers; API routes also get auth, faults, parsing and
+        recording."""
         request_id = _new_id("req")
         request[REQUEST_ID] = request_id
         if request.path.startswith(contract.API_PREFIX + "/") or request.path == contract.API_PREFIX:
@@ -688,7 +705,7 @@ class EmulatorApp:
             raise ApiError(404, f"Not found: {request.path}", ErrorType.NOT_FOUND)
 
     def _authenticate(self, request: web.Request) -> None:
-        """D10: missing key 403 (bare detail), wrong key 401."""
+        """api-decisions D10: missing key 403 (bare detail), wrong key 401."""
         key = request.headers.get(contract.API_KEY_HEADER)
         if not key:
             raise ApiError(403, "Not authenticated", None)
@@ -716,7 +733,7 @@ class EmulatorApp:
         return _error_response(ApiError(status, detail, FAULT_TYPES[status], headers=headers), request_id)
 
     def _refund_on_timeout(self, fault: Fault, request_id: str) -> None:
-        """RN-0.7: a synchronous call cut at the time limit (504) is refunded; only its own charges are."""
+        """[RN-0.7]: a synchronous call cut at the time limit (504) is refunded; only its own charges are."""
         if fault.status != 504:
             return
         with self.state.lock:
@@ -733,7 +750,7 @@ class EmulatorApp:
 
     @staticmethod
     def _decode_json(raw: bytes) -> dict[str, Any]:
-        """D9: a body that is not a JSON object is a 422."""
+        """api-decisions D9: a body that is not a JSON object is a 422."""
         if not raw:
             raise RequestInvalid([{"loc": ["body"], "msg": "Field required", "type": "missing"}])
         try:
@@ -767,20 +784,27 @@ class EmulatorApp:
         return web.json_response({"profile_id": profile_id})
 
     async def _check_training_images(self, urls: list[str]) -> None:
-        """Loopback URLs must be reachable images (a training set the service cannot read is a 400, RN-0.1.1)."""
-        local = [(index, url) for index, url in enumerate(urls) if _is_loopback_url(url)]
+        """A training set the service cannot use is a descriptive 400 ([RN-0.1.1]): loopback URLs (and our own
+        download URLs) must be reachable JPEG, PNG, WebP or HEIC images ([R-ADD]) that decode completely; a URL with
+        the ``phota-no-subject`` marker stands for a set without a detectable subject. Other hosts are not fetched."""
+        local = [(index, url) for index, url in enumerate(urls) if self._fetches(url)]
         results = await asyncio.gather(*(self._fetch_image(url) for _, url in local))
         for (index, url), (data, problem) in zip(local, results, strict=True):
             if problem is None and data is not None:
-                decodable = await self._in_executor(images.is_decodable_image, data)
-                problem = None if decodable else "is not a decodable image"
+                problem = await self._in_executor(functools.partial(images.input_image_problem, full_decode=True), data)
             if problem is not None:
                 raise ApiError(400, f"image_urls[{index}]: {url} {problem}", ErrorType.INVALID_REQUEST)
+        if any(MARKER_NO_SUBJECT in url for url in urls):
+            raise ApiError(400, f"image_urls: {TRAINING_ERROR_MESSAGE}", ErrorType.INVALID_REQUEST)
+
+    def _fetches(self, url: str) -> bool:
+        """The emulator fetches loopback URLs and its own download URLs; it never calls the internet."""
+        return _is_loopback_url(url) or (bool(self.base_url) and url.startswith(self.base_url + CDN_PREFIX + "/"))
 
     async def _fetch_image(self, url: str) -> tuple[bytes | None, str | None]:
         own = self.state.file_by_url(url, self.base_url)
         if own is not None:
-            return own, None
+            return own
         assert self.session is not None
         try:
             async with self.session.get(url) as response:
@@ -806,7 +830,7 @@ class EmulatorApp:
         return web.json_response({"profile_id": profile.profile_id, "status": status.value, "message": message})
 
     async def profile_picture(self, request: web.Request) -> web.Response:
-        """D16: JPEG once READY, 404 before."""
+        """api-decisions D16: JPEG once READY, 404 before."""
         profile = self.state.profile(request.match_info["profile_id"])
         status, _ = self.state.profile_state(profile)
         if status is not ProfileStatus.READY:
@@ -834,6 +858,7 @@ class EmulatorApp:
             if known is not None:
                 return self._job_handle(known)
         subjects = self._known_subjects(endpoint, body)
+        input_size = await self._check_input_images(endpoint, body)
         prompt = str(body.get("prompt") or "")
         if not is_async and MARKER_MODERATE in prompt:
             raise ApiError(400, "The prompt was blocked by content moderation", ErrorType.CONTENT_MODERATION)
@@ -841,16 +866,19 @@ class EmulatorApp:
         charge = self._price(endpoint, body, subjects, ref)
         self.state.charge(charge)
         if is_async:
-            return self._submit_job(endpoint, body, subjects, ref)
+            return self._submit_job(endpoint, body, subjects, ref, input_size)
         try:
-            result = await self._render_outputs(endpoint, body, subjects, seed=request[REQUEST_ID])
+            result = await self._render_outputs(
+                endpoint, body, subjects, seed=request[REQUEST_ID], input_size=input_size
+            )
         except BaseException:
             self.state.refund(charge)
             raise
         return web.json_response(result)
 
     def _known_subjects(self, endpoint: Endpoint, body: Mapping[str, Any]) -> dict[str, int]:
-        """SPEC 3.5: every referenced profile must exist and be READY; each appears in every output."""
+        """Every referenced profile ([[id]] in the prompt, ``profile_ids``) must exist and be READY ([QS], [R-EDIT]);
+        each appears in every output (``known_subjects``, [R-EDIT], [RN-0.3])."""
         profile_ids = body.get("profile_ids") if endpoint is not Endpoint.GENERATE else None
         count = int(body.get("num_output_images") or 1)
         subjects: dict[str, int] = {}
@@ -879,10 +907,16 @@ class EmulatorApp:
         return Charge("images", f"/{endpoint.value}", count, amount, ref, with_identity)
 
     async def _render_outputs(
-        self, endpoint: Endpoint, body: Mapping[str, Any], subjects: Mapping[str, int], *, seed: str
+        self,
+        endpoint: Endpoint,
+        body: Mapping[str, Any],
+        subjects: Mapping[str, int],
+        *,
+        seed: str,
+        input_size: tuple[int, int] | None,
     ) -> dict[str, Any]:
-        """The section 3.6 response: real images of the D14 size, base64 in bytes mode or signed URLs in urls mode."""
-        input_size = await self._input_size(endpoint, body)
+        """The image response ([R-GEN], [R-ENH], [QS]): real images of the api-decisions D14 size, base64 in bytes
+        mode or signed URLs in urls mode."""
         width, height = contract.output_size(
             endpoint, resolution=body.get("resolution"), aspect_ratio=body.get("aspect_ratio"), input_size=input_size
         )
@@ -911,31 +945,57 @@ class EmulatorApp:
         encoded = [base64.b64encode(data).decode("ascii") for data in outputs]
         return {"images": encoded, "download_urls": [], "known_subjects": {"counts": counts}}
 
-    async def _input_size(self, endpoint: Endpoint, body: Mapping[str, Any]) -> tuple[int, int] | None:
-        """Size of the first input image when it can be read (base64, a loopback URL, or one of our own URLs)."""
-        first = {
-            Endpoint.EDIT: (body.get("images") or [None])[0],
-            Endpoint.ENHANCE: body.get("image"),
-            Endpoint.REMIX: body.get("input_image"),
-        }.get(endpoint)
-        if not isinstance(first, str):
-            return None
-        data: bytes | None
-        if contract.is_http_url(first):
-            if not _is_loopback_url(first):
-                return None
-            data, _ = await self._fetch_image(first)
+    async def _check_input_images(self, endpoint: Endpoint, body: Mapping[str, Any]) -> tuple[int, int] | None:
+        """Refuse (400 ``INVALID_REQUEST``) input images the service would not take, and return the pixel size of the
+        first one when it is known.
+
+        An image field holds base64 or an http(s) URL; the service detects which ([R-EDIT], [R-ENH], [RMX]). Base64 is
+        decoded and must be JPEG, PNG, WebP or HEIC ([R-EDIT], [R-ENH], [RN-0.1.1]) by its magic bytes, and readable.
+        A URL on a loopback host, or one of the emulator's own download URLs, is fetched and checked the same way; it
+        must answer 200 (our own URLs also need a valid, unexpired token). Other URLs are not fetched (the emulator
+        never calls the internet) and are accepted unchecked.
+        """
+        fields: list[tuple[str, Any]]
+        if endpoint is Endpoint.EDIT:
+            fields = [(f"images[{index}]", value) for index, value in enumerate(body.get("images") or [])]
         else:
-            try:
-                data = base64.b64decode(first, validate=False)
-            except (binascii.Error, ValueError):
-                return None
-        return images.image_size(data) if data else None
+            names = {Endpoint.ENHANCE: ("image",), Endpoint.REMIX: ("input_image", "reference_image")}.get(endpoint, ())
+            fields = [(name, body.get(name)) for name in names]
+        checks = await asyncio.gather(*(self._read_input_image(value) for _, value in fields))
+        problems = [f"{name}: {problem}" for (name, _), (_, problem) in zip(fields, checks, strict=True) if problem]
+        if problems:
+            raise ApiError(400, "; ".join(problems), ErrorType.INVALID_REQUEST)
+        first = checks[0][0] if checks else None
+        return await self._in_executor(images.input_image_size, first) if first else None
+
+    async def _read_input_image(self, value: Any) -> tuple[bytes | None, str | None]:
+        """``(bytes, None)`` for an acceptable image, ``(None, None)`` for a URL that is not fetched, ``(None,
+        problem)`` for anything the service would refuse."""
+        if not isinstance(value, str):  # the contract already refused it
+            return None, None
+        if value[:8].lower().startswith(("http://", "https://")):
+            if not self._fetches(value):
+                return None, None
+            data, problem = await self._fetch_image(value)
+            if problem is not None or data is None:
+                return None, f"{value[:80]} {problem or 'could not be fetched'}"
+            problem = await self._in_executor(images.input_image_problem, data)
+            return (None, f"{value[:80]} {problem}") if problem else (data, None)
+        data = await self._in_executor(_decode_base64, value)
+        if data is None:
+            return None, "is neither an http(s) URL nor base64 data"
+        problem = await self._in_executor(images.input_image_problem, data)
+        return (None, f"the base64 data {problem}") if problem else (data, None)
 
     # -- async jobs -----------------------------------------------------------------------------------------------
 
     def _submit_job(
-        self, endpoint: Endpoint, body: dict[str, Any], subjects: dict[str, int], job_id: str
+        self,
+        endpoint: Endpoint,
+        body: dict[str, Any],
+        subjects: dict[str, int],
+        job_id: str,
+        input_size: tuple[int, int] | None,
     ) -> web.Response:
         client_request_id = body.get("client_request_id")
         job = _Job(
@@ -947,6 +1007,7 @@ class EmulatorApp:
             created=self.state.now(),
             created_wall=self.state.wall(),
             known_subjects=subjects,
+            input_size=input_size,
         )
         with self.state.lock:
             if self.state.jobs_to_fail > 0:
@@ -959,7 +1020,7 @@ class EmulatorApp:
 
     @staticmethod
     def _job_handle(job: _Job) -> web.Response:
-        """D1 (also for an idempotent repeat, D4)."""
+        """api-decisions D1 (also for an idempotent repeat, D4)."""
         poll_url = contract.job_request(job.job_id).path
         return web.json_response(
             {"job_id": job.job_id, "status": JobStatus.QUEUED.value, "poll_url": poll_url}, status=202
@@ -987,7 +1048,9 @@ class EmulatorApp:
                     self.state.refund(charge)
                 job.status = JobStatus.FAILED
             else:
-                job.result = await self._render_outputs(job.endpoint, job.body, job.known_subjects, seed=job.job_id)
+                job.result = await self._render_outputs(
+                    job.endpoint, job.body, job.known_subjects, seed=job.job_id, input_size=job.input_size
+                )
                 job.status = JobStatus.SUCCEEDED
             job.finished_wall = self.state.wall()
         if job.callback_url:
@@ -1007,7 +1070,7 @@ class EmulatorApp:
                 self._spawn(self.settle(job))
 
     async def _deliver_callback(self, job: _Job) -> None:
-        """D6: POST the D2 body, signed with the webhook secret. Only loopback receivers are called."""
+        """api-decisions D6: POST the D2 body, signed with the webhook secret. Only loopback receivers are called."""
         url = cast(str, job.callback_url)
         raw = json.dumps(self.state.job_body(job)).encode()
         signature = contract.sign_callback(self.state.webhook_secret, raw)
@@ -1143,6 +1206,22 @@ class EmulatorApp:
 
     async def _in_executor(self, function: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+
+
+_BASE64_WHITESPACE = re.compile(r"\s+")
+_BASE64_TEXT = re.compile(r"[A-Za-z0-9+/]*={0,2}")
+
+
+def _decode_base64(value: str) -> bytes | None:
+    """Raw base64 (standard alphabet; line breaks and missing padding tolerated), or ``None`` when it is not base64.
+    A data URI (``data:image/png;base64,...``) is not raw base64 ([R-EDIT]: an image is raw base64 or a URL)."""
+    text = _BASE64_WHITESPACE.sub("", value)
+    if not text or not _BASE64_TEXT.fullmatch(text) or len(text.rstrip("=")) % 4 == 1:
+        return None
+    try:
+        return base64.b64decode(text.rstrip("=") + "=" * (-len(text.rstrip("=")) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
 
 
 def _render(width: int, height: int, seed_text: str, caption: str, index: int, output_format: str) -> bytes:

@@ -1,8 +1,9 @@
-"""Deterministic, real images for the emulator, drawn with Pillow.
+"""Deterministic, real images for the emulator, drawn with Pillow, and the check of input images.
 
-Every output must be a valid PNG/JPEG of the exact size the contract promises (D14), and outputs must differ visibly
-per prompt and per output index, so a client bug that mixes up results shows in a test. Drawing stays cheap even at
-4K: a tiny gradient is upscaled (smooth areas compress well) and a few shapes and the caption are drawn on top.
+Every output must be a valid PNG/JPEG of the exact size the contract promises (api-decisions D14), and outputs must
+differ visibly per prompt and per output index, so a client bug that mixes up results shows in a test. Drawing stays
+cheap even at 4K: a tiny gradient is upscaled (smooth areas compress well) and a few shapes and the caption are drawn
+on top. :func:`input_image_problem` says why the service would refuse an input image (wrong format, unreadable).
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def render_image(
 
 
 def render_profile_picture(profile_id: str) -> bytes:
-    """The JPEG a READY profile shows as its picture (D16); derived from the id only."""
+    """The JPEG a READY profile shows as its picture (api-decisions D16); derived from the id only."""
     return render_image(
         PROFILE_PICTURE_SIZE,
         PROFILE_PICTURE_SIZE,
@@ -109,10 +110,60 @@ def image_size(data: bytes) -> tuple[int, int] | None:
 
 
 def is_decodable_image(data: bytes) -> bool:
-    """True when the bytes are a complete image Pillow can decode (used to vet training images)."""
+    """True when the bytes are a complete image Pillow can decode."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
         return True
     except Exception:
         return False
+
+
+# --- input images: what the service accepts --------------------------------------------------------------------
+#
+# The service takes JPEG, PNG, WebP and HEIC/HEIF inputs only ([R-EDIT], [R-ENH], [R-ADD], [RN-0.1.1]). The emulator
+# recognises them by their first bytes, written out here on purpose instead of imported from the client side, so
+# that a wrong rule on the client side shows up as a refusal in the emulator's tests.
+
+INPUT_FORMATS_TEXT = "a JPEG, PNG, WebP or HEIC image"
+# Major brands of an ISO-BMFF ``ftyp`` box that mean HEIC/HEIF. Only the major brand counts: AVIF files list
+# ``mif1`` among their compatible brands, and AVIF is not an accepted format.
+HEIC_BRANDS = frozenset({b"heic", b"heix", b"mif1", b"msf1", b"hevc"})
+# Formats Pillow reads without plugins; HEIC needs one (pillow-heif), so the emulator checks HEIC by its header only.
+PILLOW_FORMATS = frozenset({"jpeg", "png", "webp"})
+
+
+def sniff_input_format(data: bytes) -> str | None:
+    """``"jpeg"``, ``"png"``, ``"webp"`` or ``"heic"`` from the magic bytes; ``None`` for anything else."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "jpeg"
+    if data[:4] == b"\x89PNG":
+        return "png"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "webp"
+    if data[4:8] == b"ftyp" and data[8:12] in HEIC_BRANDS:
+        return "heic"
+    return None
+
+
+def input_image_problem(data: bytes, *, full_decode: bool = False) -> str | None:
+    """Why the service would refuse these bytes as an input image, or ``None`` when they are acceptable.
+
+    The format must be one of the four accepted ones; a JPEG, PNG or WebP must also be readable (its header by
+    default, the whole image with ``full_decode``, which training images get). HEIC is checked by its header only.
+    """
+    if not data:
+        return "is empty"
+    fmt = sniff_input_format(data)
+    if fmt is None:
+        return f"is not {INPUT_FORMATS_TEXT} (it starts with {data[:12]!r})"
+    if fmt in PILLOW_FORMATS:
+        readable = is_decodable_image(data) if full_decode else image_size(data) is not None
+        if not readable:
+            return f"is not a readable {fmt.upper()} image"
+    return None
+
+
+def input_image_size(data: bytes) -> tuple[int, int] | None:
+    """Pixel size of an accepted input image; ``None`` for HEIC (not parsed) or anything unreadable."""
+    return image_size(data) if sniff_input_format(data) in PILLOW_FORMATS else None

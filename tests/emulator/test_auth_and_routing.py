@@ -1,4 +1,4 @@
-"""Auth (D10), routing, the headers every response carries (D17, SPEC 1) and error body shapes (D8, D9)."""
+"""Auth (api-decisions D10), routing, the headers every response carries (D17, [RN-0.2.0]) and error bodies (D8, D9)."""
 
 from __future__ import annotations
 

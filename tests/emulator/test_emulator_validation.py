@@ -1,4 +1,5 @@
-"""Every request rule of SPEC 5-9 and D4, D5, D11, D12: the status code, the body shape and that nothing is charged.
+"""The contract's request rules as the emulator answers them (api-decisions D4, D5, D11, D12): the status code,
+the body shape and that nothing is charged.
 
 The emulator takes the rules from the contract module; these tests pin the answers a client sees over HTTP.
 """
@@ -39,7 +40,7 @@ CASES: list[tuple[str, dict[str, Any], int, str]] = [
     ("/remix", {"input_image": URL}, 422, "reference_image"),
     ("/generate", {"prompt": 5}, 422, "prompt"),
     ("/edit", {"images": [URL], "profile_ids": "prof_1"}, 422, "profile_ids"),
-    # D12: fields an endpoint does not accept
+    # api-decisions D12: fields an endpoint does not accept
     ("/generate", {"prompt": "p", "images": [URL]}, 422, "images"),
     ("/generate", {"prompt": "p", "profile_ids": ["prof_1"]}, 422, "profile_ids"),
     ("/enhance", {"image": URL, "base_model": "nb2"}, 422, "base_model"),
@@ -49,14 +50,14 @@ CASES: list[tuple[str, dict[str, Any], int, str]] = [
     ("/remix", {"input_image": URL, "reference_image": URL, "resolution": "2K"}, 422, "resolution"),
     ("/edit", {"images": [URL], "image": URL}, 422, "image"),
     ("/generate", {"prompt": "p", "colour": "red"}, 422, "colour"),
-    # D11: unknown model 422; unsupported resolution / quality elsewhere 400
+    # api-decisions D11: unknown model 422; unsupported resolution / quality elsewhere 400
     ("/generate", {"prompt": "p", "base_model": "dall-e"}, 422, "base_model"),
     ("/generate", {"prompt": "p", "base_model": "flux-2", "resolution": "4K"}, 400, "resolution"),
     ("/generate", {"prompt": "p", "base_model": "qwen-image-2", "resolution": "4K"}, 400, "resolution"),
     ("/edit", {"images": [URL], "base_model": "reve", "resolution": "2K"}, 400, "resolution"),
     ("/generate", {"prompt": "p", "base_model": "nb2", "quality": "high"}, 400, "quality"),
     ("/generate", {"prompt": "p", "quality": "low"}, 400, "quality"),
-    # D5 and the async fields (SPEC 5.1, D4)
+    # api-decisions D5 and the async fields ([ASYNC], D4)
     ("/generate", {"prompt": "p", "async": True}, 400, "response_mode"),
     ("/generate", {"prompt": "p", "async": True, "response_mode": "bytes"}, 400, "response_mode"),
     ("/generate", {"prompt": "p", "callback_url": "https://example.com/hook"}, 400, "callback_url"),
@@ -79,7 +80,7 @@ CASES: list[tuple[str, dict[str, Any], int, str]] = [
         422,
         "client_request_id",
     ),
-    # profiles (SPEC 6.1, 9)
+    # profiles ([R-ADD], [PROF], [RN-0.5])
     ("/profiles/add", {}, 422, "image_urls"),
     ("/profiles/add", {"image_urls": URLS_10[:4]}, 422, "image_urls"),
     ("/profiles/add", {"image_urls": URLS_10 * 6}, 422, "image_urls"),

@@ -1,4 +1,5 @@
-"""Async jobs (SPEC 5.1, D1-D6): the job state machine, idempotent submits, signed callbacks, many pollers."""
+"""Async jobs ([ASYNC], [RN-0.7], api-decisions D1-D6): the job state machine, idempotent submits, signed callbacks,
+many pollers."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from emulator_helpers import Api
 
 from airflow_provider_phota import contract
 from airflow_provider_phota.testing import PhotaEmulator
-from airflow_provider_phota.testing.samples import open_image
+from airflow_provider_phota.testing.samples import image_base64, open_image
 
 ASYNC = {"async": True, "response_mode": "urls"}
 
@@ -63,6 +64,16 @@ def test_job_walks_queued_running_succeeded(emu: PhotaEmulator, api: Api) -> Non
     assert emu.jobs[job_id].status == "SUCCEEDED"
     charges = emu.charges("images")
     assert [(c.ref, c.units) for c in charges] == [(job_id, 2)]
+
+
+def test_job_output_keeps_the_ratio_of_the_input_read_at_submit(emu: PhotaEmulator, api: Api) -> None:
+    """api-decisions D14: an async /edit with ``auto`` follows its first input, read once when the job is submitted."""
+    job_id = _submit(api, "/edit", images=[image_base64(400, 200)])["job_id"]
+    emu.advance(emu.job_seconds)
+    done = _job(api, job_id)
+    assert done["status"] == "SUCCEEDED"
+    image = open_image(requests.get(done["result"]["download_urls"][0], timeout=10).content)
+    assert image.size == (1024, 512)
 
 
 def test_job_finishes_in_real_time_without_polling(emu: PhotaEmulator, api: Api) -> None:
@@ -143,7 +154,7 @@ def test_200_concurrent_pollers(emu: PhotaEmulator, api: Api) -> None:
     assert len({json.dumps(_job(api, job_id)["result"])}) == 1
 
 
-# --- callbacks (D6) -----------------------------------------------------------------------------------------------
+# --- callbacks (api-decisions D6) -------------------------------------------------------------------------------------
 
 
 class _Receiver(BaseHTTPRequestHandler):

@@ -1,4 +1,5 @@
-"""Profiles (SPEC 6, D7, D15, D16): creation and charges, the training state machine, tags, pictures, deletion."""
+"""Profiles ([R-ADD], [R-STATUS], [R-DEL], api-decisions D7, D15, D16): creation and charges, the training state
+machine, tags, pictures, deletion."""
 
 from __future__ import annotations
 
@@ -155,7 +156,8 @@ def image_server() -> Iterator[str]:
 def test_loopback_training_images_are_checked(emu: PhotaEmulator, api: Api, image_server: str) -> None:
     good = [f"{image_server}/good/{i}.png" for i in range(10)]
     assert api.post("/profiles/add", {"image_urls": good}).status_code == 200
-    for bad, reason in ((f"{image_server}/missing.png", "HTTP 404"), (f"{image_server}/text.png", "decodable")):
+    not_an_image = "is not a JPEG, PNG, WebP or HEIC image"
+    for bad, reason in ((f"{image_server}/missing.png", "HTTP 404"), (f"{image_server}/text.png", not_an_image)):
         response = api.post("/profiles/add", {"image_urls": [*good[:9], bad]})
         assert response.status_code == 400
         body = response.json()

@@ -1,4 +1,4 @@
-"""The quickstart walk-through with curl (SPEC QS), the pytest plugin fixtures, and the command line.
+"""The quickstart walk-through with curl ([QS]), the pytest plugin fixtures, and the command line.
 
 The plugin's namespacing and its ``phota_live`` marker are tested in test_plugin_isolation.py.
 """

@@ -1,8 +1,10 @@
-"""Synchronous studio calls (SPEC 3.3-3.6, 5, D14): real images of the right size and format, known_subjects, prices."""
+"""Synchronous studio calls ([R-EDIT], [R-GEN], [R-ENH], [RMX], api-decisions D14): real images of the right size
+and format, known_subjects, prices."""
 
 from __future__ import annotations
 
 import base64
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,7 +13,7 @@ from emulator_helpers import Api
 
 from airflow_provider_phota import contract
 from airflow_provider_phota.testing import PhotaEmulator
-from airflow_provider_phota.testing.samples import image_base64, open_image
+from airflow_provider_phota.testing.samples import PhotoServer, image_base64, open_image
 
 URL = "https://example.com/in.jpg"
 
@@ -88,6 +90,33 @@ def test_own_signed_url_is_read_as_input(api: Api) -> None:
     ][0]
     response = api.post("/edit", {"images": [first], "prompt": "again"})
     assert open_image(_bytes_images(response)[0]).size == (576, 1024)
+
+
+def test_loopback_url_input_sets_the_ratio(api: Api, tmp_path: Path) -> None:
+    (tmp_path / "wide.png").write_bytes(base64.b64decode(image_base64(300, 100)))
+    with PhotoServer(tmp_path) as server:
+        response = api.post("/edit", {"images": [server.url_for("wide.png")]})
+    assert open_image(_bytes_images(response)[0]).size == (1024, 341)
+
+
+def test_heic_input_is_accepted_and_auto_is_square(api: Api) -> None:
+    """HEIC is an accepted input ([R-EDIT], [RN-0.1.1]); the emulator reads only its header, so its size is unknown."""
+    heic = base64.b64encode(b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic").decode()
+    response = api.post("/enhance", {"image": heic})
+    assert response.status_code == 200, response.text
+    assert open_image(_bytes_images(response)[0]).size == (2048, 2048)
+
+
+def test_expired_own_url_is_refused_as_input(emu: PhotaEmulator, api: Api) -> None:
+    """[RN-0.2.0]: download links expire after 24 h; the service cannot fetch an expired one, so it is a 400."""
+    url = api.post("/generate", {"response_mode": "urls"}).json()["download_urls"][0]
+    emu.advance(24 * 3600 + 1)
+    charged = len(emu.ledger)
+    response = api.post("/edit", {"images": [url]})
+    assert response.status_code == 400
+    assert response.json()["detail"].startswith("images[0]: ")
+    assert "expired" in response.json()["detail"]
+    assert len(emu.ledger) == charged
 
 
 def test_urls_mode(emu: PhotaEmulator, api: Api) -> None:
