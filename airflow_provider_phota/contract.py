@@ -9,6 +9,8 @@ client, so it is cheap to import at DAG-parse time.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -192,14 +194,46 @@ def _check_text(name: str, value: Any, *, required: bool = False) -> list[Violat
     return []
 
 
+IMAGE_FORMATS = "a JPEG, PNG, WebP or HEIC image"  # what the studio endpoints take [R-EDIT, R-ENH]
+_HEIC_BRANDS = frozenset({b"heic", b"heix", b"mif1", b"msf1", b"hevc"})
+
+
+def image_format(head: bytes) -> str | None:
+    """``"jpeg"``, ``"png"``, ``"webp"`` or ``"heic"`` from a file's first bytes; ``None`` for anything else."""
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head.startswith(b"\x89PNG"):
+        return "png"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[4:8] == b"ftyp" and head[8:12] in _HEIC_BRANDS:
+        return "heic"
+    return None
+
+
+def base64_head(value: str) -> bytes | None:
+    """The first decoded bytes of a base64 string, or ``None`` when its start is not base64."""
+    head = "".join(value[:96].split())[:64]
+    head = head[: len(head) - len(head) % 4]
+    try:
+        return base64.b64decode(head, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
 def _check_image_value(name: str, value: Any) -> list[Violation]:
     """An image is a base64 string or an http(s) URL; the service detects which."""
     if not isinstance(value, str) or not value.strip():
         return [Violation(name, "must be a non-empty string", "a base64 image or an http(s) URL")]
     if "://" in value[:16] and urlsplit(value).scheme not in ("http", "https"):
         return [Violation(name, f"unsupported URL scheme in {value[:40]!r}", "a base64 image or an http(s) URL")]
-    if value.startswith(("http://", "https://")) and not urlsplit(value).netloc:
-        return [Violation(name, f"{value[:60]!r} is not a valid URL", "an http(s) URL with a host")]
+    if value.startswith(("http://", "https://")):
+        if not urlsplit(value).netloc:
+            return [Violation(name, f"{value[:60]!r} is not a valid URL", "an http(s) URL with a host")]
+        return []
+    head = base64_head(value)
+    if head is None or image_format(head) is None:
+        return [Violation(name, "the base64 data is not an image", IMAGE_FORMATS)]
     return []
 
 

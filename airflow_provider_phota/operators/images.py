@@ -22,7 +22,6 @@ Two ways to call the API:
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import json
 import os
@@ -36,7 +35,16 @@ from airflow.providers.common.compat.sdk import conf
 
 from airflow_provider_phota import contract
 from airflow_provider_phota._compat import AirflowException, AirflowFailException, BaseOperator, Context
-from airflow_provider_phota.contract import Endpoint, ImageResult, JobState, JobStatus, Violation
+from airflow_provider_phota.contract import (
+    IMAGE_FORMATS,
+    Endpoint,
+    ImageResult,
+    JobState,
+    JobStatus,
+    Violation,
+    base64_head,
+    image_format,
+)
 from airflow_provider_phota.events import EVENT_ERROR, error_is_retryable
 from airflow_provider_phota.exceptions import PhotaJobFailedError, PhotaValidationError
 from airflow_provider_phota.operators.base import (
@@ -61,9 +69,7 @@ MAX_FAILED_JOBS = 10  # a request whose jobs FAILED this many times stops paying
 REATTACH_AGE_SECONDS = 5.0  # a job created this long before our submit was an earlier try's
 LIST_FIELDS = frozenset({"images", "profile_ids"})  # may arrive as a rendered string from a template
 URL_LIFETIME_WARNING = "Download URLs expire after 24 hours: copy the images before then, or set output_path."
-IMAGE_FORMATS = "a JPEG, PNG, WebP or HEIC image"
 PROFILE_ID_RULE = "a non-empty string without '/', not '.' or '..'"
-_HEIC_BRANDS = frozenset({b"heic", b"heix", b"mif1", b"msf1", b"hevc"})
 _BASE64_PATTERN = re.compile(r"[A-Za-z0-9+/\s]+={0,2}")
 _INTEGER = re.compile(r"\s*[+-]?\d+\s*")
 _KEY_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -94,31 +100,8 @@ def derived_client_request_id(client_request_id: str, failed_job_id: str) -> str
     return f"af:{readable}:{digest[:48]}"
 
 
-def image_format(head: bytes) -> str | None:
-    """``"jpeg"``, ``"png"``, ``"webp"`` or ``"heic"`` from a file's first bytes; ``None`` for anything else."""
-    if head.startswith(b"\xff\xd8\xff"):
-        return "jpeg"
-    if head.startswith(b"\x89PNG"):
-        return "png"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    if head[4:8] == b"ftyp" and head[8:12] in _HEIC_BRANDS:
-        return "heic"
-    return None
-
-
-def _base64_head(value: str) -> bytes | None:
-    """The first decoded bytes of a base64 string, or ``None`` when its start is not base64."""
-    head = "".join(value[:96].split())[:64]
-    head = head[: len(head) - len(head) % 4]
-    try:
-        return base64.b64decode(head, validate=True)
-    except (binascii.Error, ValueError):
-        return None
-
-
 def _looks_like_base64(value: str) -> bool:
-    return len(value) >= 16 and _BASE64_PATTERN.fullmatch(value) is not None and _base64_head(value) is not None
+    return len(value) >= 16 and _BASE64_PATTERN.fullmatch(value) is not None and base64_head(value) is not None
 
 
 def classify_image(field: str, value: Any) -> tuple[str, Any] | Violation:
@@ -289,10 +272,7 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
         if category == "url":
             return reference  # the service fetches it
         if category == "base64":
-            head = _base64_head(reference)
-            if head is None or image_format(head) is None:
-                problems.append(Violation(field, "the base64 data is not an image", IMAGE_FORMATS))
-            return reference
+            return reference  # the contract checks that it is an image
         return self._read_image(field, reference, problems)
 
     @staticmethod
@@ -324,7 +304,8 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
         else:
             key = self.client_request_id or stable_client_request_id(context, self.endpoint, options)
             body = contract.job_body(self.endpoint, options, client_request_id=key)
-        problems += contract.validate_image_request(self.endpoint, body)
+        named = {problem.field for problem in problems}  # one message per field: the operator's is more precise
+        problems += [v for v in contract.validate_image_request(self.endpoint, body) if v.field not in named]
         if problems:
             raise PhotaValidationError(problems, context=type(self).__name__)
         return options, key

@@ -134,6 +134,11 @@ CASES: list[Any] = [
         id="job-unknown-field",
     ),
     pytest.param(lambda h: h.download("ftp://x/y.png", "/tmp/y.png"), "url", "http(s) URL", id="download-url"),
+    # base64 that is not an image (a one-byte text file, a GIF) is refused before it is sent, as the service would
+    pytest.param(lambda h: h.enhance("eA=="), "image", "JPEG, PNG, WebP or HEIC", id="enhance-text-file"),
+    pytest.param(
+        lambda h: h.edit("p", [IMAGE, "R0lGODlhAQABAAAAACw="]), "images[1]", "JPEG, PNG, WebP or HEIC", id="edit-gif"
+    ),
 ]
 
 

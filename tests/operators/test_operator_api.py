@@ -13,13 +13,13 @@ from typing import Any, get_type_hints
 import pytest
 
 from airflow_provider_phota import results
+from airflow_provider_phota.contract import image_format
 from airflow_provider_phota.operators.images import (
     PhotaEditOperator,
     PhotaEnhanceOperator,
     PhotaGenerateOperator,
     PhotaRemixOperator,
     derived_client_request_id,
-    image_format,
 )
 from airflow_provider_phota.operators.profile import PhotaCreateProfileOperator, PhotaDeleteProfileOperator
 from airflow_provider_phota.sensors.phota import ProfileReadySensor
