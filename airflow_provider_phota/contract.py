@@ -249,6 +249,17 @@ def _check_string_list(name: str, value: Any, *, item_name: str) -> list[Violati
     return problems
 
 
+ID_RULE = "a non-empty string without '/', not '.' or '..'"
+
+
+def validate_id(name: str, value: Any) -> list[Violation]:
+    """A profile or job id. ``.`` and ``..`` would be dot segments of the URL path, which HTTP clients resolve away:
+    ``GET /profiles/../status`` is ``GET /status``."""
+    if isinstance(value, str) and value.strip() not in ("", ".", "..") and "/" not in value:
+        return []
+    return [Violation(name, f"{value!r} is not a valid id", ID_RULE)]
+
+
 def is_http_url(value: Any) -> bool:
     if not isinstance(value, str):
         return False
@@ -343,7 +354,10 @@ def validate_image_request(endpoint: Endpoint | str, body: Mapping[str, Any]) ->
     for name in ("image", "input_image", "reference_image"):
         if body.get(name) is not None:
             problems += _check_image_value(name, body[name])
-    problems += _check_string_list("profile_ids", body.get("profile_ids"), item_name="profile id")
+    profile_ids = body.get("profile_ids")
+    problems += _check_string_list("profile_ids", profile_ids, item_name="profile id")
+    if not problems and isinstance(profile_ids, list | tuple):
+        problems += [v for i, item in enumerate(profile_ids) for v in validate_id(f"profile_ids[{i}]", item)]
     problems += _check_int_range("num_output_images", body.get("num_output_images"), NUM_OUTPUT_IMAGES_RANGE)
     problems += _check_enum("aspect_ratio", body.get("aspect_ratio"), ASPECT_RATIOS)
     problems += _check_enum("resolution", body.get("resolution"), RESOLUTIONS)

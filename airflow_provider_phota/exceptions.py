@@ -46,6 +46,12 @@ class PhotaValidationError(PhotaError, ValueError):
         return self.fields[0] if self.fields else ""
 
 
+def raise_if_invalid(violations: Sequence[Violation], context: str) -> None:
+    """Raise a :class:`PhotaValidationError` for ``violations``, if there are any; ``context`` names the caller."""
+    if violations:
+        raise PhotaValidationError(violations, context=context)
+
+
 class PhotaAPIError(PhotaError):
     """The API answered with an error status."""
 

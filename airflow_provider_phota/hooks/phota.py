@@ -22,8 +22,8 @@ from airflow_provider_phota.exceptions import (
     PhotaError,
     PhotaNotFoundError,
     PhotaTimeoutError,
-    PhotaValidationError,
     is_retryable,
+    raise_if_invalid,
     surely_not_processed,
 )
 from airflow_provider_phota.hooks.retry import RetryPolicy
@@ -43,18 +43,8 @@ if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
 
-def _raise_if(violations: Sequence[Violation], context: str) -> None:
-    if violations:
-        raise PhotaValidationError(violations, context=context)
-
-
-def _check_id(name: str, value: Any) -> str:
-    # "." and ".." would be dot segments of the URL path, which HTTP clients resolve away: the request would go to
-    # another endpoint (GET /profiles/../status is GET /status).
-    if not isinstance(value, str) or value.strip() in ("", ".", "..") or "/" in value:
-        _raise_if(
-            [Violation(name, f"{value!r} is not a valid id", "a non-empty string without '/', not '.' or '..'")], ""
-        )
+def _check_id(name: str, value: Any, method: str) -> str:
+    raise_if_invalid(contract.validate_id(name, value), method)
     return str(value)
 
 
@@ -247,7 +237,7 @@ class PhotaHook(BaseHook):
 
         :param tag: only the profiles created with this tag.
         """
-        _raise_if(contract.validate_tag(tag), "list_profile_ids")
+        raise_if_invalid(contract.validate_tag(tag), "list_profile_ids")
         return self.client.send(contract.list_profile_ids_request(tag), _profile_ids)
 
     def create_profile(
@@ -274,7 +264,7 @@ class PhotaHook(BaseHook):
             :meth:`latest_profile`); the look at the tag before the first attempt is then not sent again.
         """
         body = contract.compact({"image_urls": image_urls, "tag": tag, "training_tier": training_tier})
-        _raise_if(contract.validate_create_profile(body), "create_profile")
+        raise_if_invalid(contract.validate_create_profile(body), "create_profile")
         request = contract.create_profile_request(image_urls, tag=tag, training_tier=training_tier)
         if tag is None:
             retry_if = lambda error: is_retryable(error) and surely_not_processed(error)  # noqa: E731
@@ -336,7 +326,7 @@ class PhotaHook(BaseHook):
 
         :param profile_id: the id :meth:`create_profile` returned.
         """
-        request = contract.profile_status_request(_check_id("profile_id", profile_id))
+        request = contract.profile_status_request(_check_id("profile_id", profile_id, "get_profile_status"))
         return self.client.send(request, _profile_state)
 
     def get_profile_picture(self, profile_id: str) -> bytes:
@@ -344,7 +334,7 @@ class PhotaHook(BaseHook):
 
         :param profile_id: the profile's id.
         """
-        request = contract.profile_picture_request(_check_id("profile_id", profile_id))
+        request = contract.profile_picture_request(_check_id("profile_id", profile_id, "get_profile_picture"))
         return bytes(self.client.send(request).body)
 
     def delete_profile(self, profile_id: str) -> None:
@@ -353,7 +343,7 @@ class PhotaHook(BaseHook):
 
         :param profile_id: the profile's id; a profile that never existed raises :class:`PhotaNotFoundError`.
         """
-        request = contract.delete_profile_request(_check_id("profile_id", profile_id))
+        request = contract.delete_profile_request(_check_id("profile_id", profile_id, "delete_profile"))
         maybe_deleted = False
         for attempt in self.settings.retry.attempts(self.log):
             with attempt:
@@ -414,7 +404,7 @@ class PhotaHook(BaseHook):
         :param options: the request's fields; ``None`` values are dropped (an unset option is not sent).
         """
         body = contract.compact(options)
-        _raise_if(contract.validate_image_request(endpoint, body), f"/{Endpoint(endpoint).value}")
+        raise_if_invalid(contract.validate_image_request(endpoint, body), f"/{Endpoint(endpoint).value}")
         return body
 
     def run_image(self, endpoint: Endpoint | str, options: Mapping[str, Any]) -> ImageResult:
@@ -432,7 +422,8 @@ class PhotaHook(BaseHook):
         """
         async_fields = sorted(contract.ASYNC_FIELDS & {k for k, v in options.items() if v is not None})
         if async_fields:
-            _raise_if([Violation(name, "belongs to async mode", "use submit_job()") for name in async_fields], "")
+            violations = [Violation(name, "belongs to async mode", "use submit_job()") for name in async_fields]
+            raise_if_invalid(violations, "run_image")
         body = self.validate_image_options(endpoint, options)
         return self.client.send(contract.image_request(endpoint, body), _image_result)
 
@@ -461,7 +452,7 @@ class PhotaHook(BaseHook):
 
         :param job_id: the id :meth:`submit_job` returned.
         """
-        return self.client.send(contract.job_request(_check_id("job_id", job_id)), _job_state)
+        return self.client.send(contract.job_request(_check_id("job_id", job_id, "get_job")), _job_state)
 
     def wait_for_job(self, job_id: str, *, poll_interval: float = 5.0, timeout: float | None = None) -> JobState:
         """Poll a job from the worker until it is terminal (SUCCEEDED or FAILED, returned either way); status
@@ -497,7 +488,7 @@ class PhotaHook(BaseHook):
         from airflow_provider_phota.storage import atomic_write, storage_path
 
         if not contract.is_http_url(url):
-            _raise_if([Violation("url", f"{url!r} is not a download URL", "an http(s) URL")], "download")
+            raise_if_invalid([Violation("url", f"{url!r} is not a download URL", "an http(s) URL")], "download")
         target = storage_path(destination)
         return self.client.download(url, lambda chunks: atomic_write(target, chunks))
 
@@ -536,7 +527,7 @@ class PhotaHook(BaseHook):
 
         :param tag: only the profiles created with this tag.
         """
-        _raise_if(contract.validate_tag(tag), "list_profile_ids")
+        raise_if_invalid(contract.validate_tag(tag), "list_profile_ids")
         client = await self._aclient()
         return await client.send(contract.list_profile_ids_request(tag), _profile_ids)
 
@@ -545,8 +536,9 @@ class PhotaHook(BaseHook):
 
         :param profile_id: the profile's id.
         """
+        request = contract.profile_status_request(_check_id("profile_id", profile_id, "aget_profile_status"))
         client = await self._aclient()
-        return await client.send(contract.profile_status_request(_check_id("profile_id", profile_id)), _profile_state)
+        return await client.send(request, _profile_state)
 
     async def aget_job(self, job_id: str) -> JobState:
         """:meth:`get_job` for the event loop (triggers).
@@ -554,7 +546,7 @@ class PhotaHook(BaseHook):
         :param job_id: the job's id.
         """
         client = await self._aclient()
-        return await client.send(contract.job_request(_check_id("job_id", job_id)), _job_state)
+        return await client.send(contract.job_request(_check_id("job_id", job_id, "aget_job")), _job_state)
 
     async def aclose(self) -> None:
         """Release this hook's share of the event loop's HTTP session (the last share closes it); the next async

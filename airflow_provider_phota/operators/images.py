@@ -69,7 +69,6 @@ MAX_FAILED_JOBS = 10  # a request whose jobs FAILED this many times stops paying
 REATTACH_AGE_SECONDS = 5.0  # a job created this long before our submit was an earlier try's
 LIST_FIELDS = frozenset({"images", "profile_ids"})  # may arrive as a rendered string from a template
 URL_LIFETIME_WARNING = "Download URLs expire after 24 hours: copy the images before then, or set output_path."
-PROFILE_ID_RULE = "a non-empty string without '/', not '.' or '..'"
 _BASE64_PATTERN = re.compile(r"[A-Za-z0-9+/\s]+={0,2}")
 _INTEGER = re.compile(r"\s*[+-]?\d+\s*")
 _KEY_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
@@ -237,17 +236,6 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
             options.pop("response_mode", None)  # an async job always answers with URLs
         return contract.compact(options)
 
-    @staticmethod
-    def _profile_id_violations(profile_ids: Any) -> list[Violation]:
-        """Ids the service cannot have (the contract already refuses non-strings and empty strings)."""
-        if not isinstance(profile_ids, list):
-            return []
-        return [
-            Violation(f"profile_ids[{index}]", f"{item!r} is not a valid profile id", PROFILE_ID_RULE)
-            for index, item in enumerate(profile_ids)
-            if isinstance(item, str) and item.strip() and (item.strip() in (".", "..") or "/" in item)
-        ]
-
     def _resolve_images(self, options: dict[str, Any], problems: list[Violation]) -> dict[str, Any]:
         """Replace image arguments with what the API takes: URLs and base64 as given, files read and encoded."""
         resolved = dict(options)
@@ -297,7 +285,6 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
         """
         problems = self._operator_violations()
         options = self._resolve_images(self._raw_options(), problems)
-        problems += self._profile_id_violations(options.get("profile_ids"))
         key = None
         if self.use_async_job is False:
             body = options

@@ -10,7 +10,7 @@ from airflow.providers.common.compat.sdk import conf
 
 from airflow_provider_phota import contract
 from airflow_provider_phota._compat import AirflowException, BaseOperator, Context
-from airflow_provider_phota.exceptions import PhotaValidationError
+from airflow_provider_phota.exceptions import PhotaValidationError, raise_if_invalid
 from airflow_provider_phota.operators.base import (
     DEFAULT_CONN_ID,
     PhotaHookMixin,
@@ -217,6 +217,7 @@ class PhotaDeleteProfileOperator(PhotaHookMixin, BaseOperator):
         from airflow_provider_phota.exceptions import PhotaNotFoundError
 
         with fail_fast_on_permanent_errors():
+            raise_if_invalid(contract.validate_id("profile_id", self.profile_id), type(self).__name__)
             try:
                 self.hook.delete_profile(self.profile_id)
             except PhotaNotFoundError:

@@ -12,8 +12,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import conf
 
+from airflow_provider_phota import contract
 from airflow_provider_phota._compat import BaseSensorOperator, Context, PokeReturnValue
-from airflow_provider_phota.operators.base import DEFAULT_CONN_ID, PhotaHookMixin
+from airflow_provider_phota.exceptions import raise_if_invalid
+from airflow_provider_phota.operators.base import DEFAULT_CONN_ID, PhotaHookMixin, fail_fast_on_permanent_errors
 from airflow_provider_phota.waiting import check_profile, defer_until_ready, profile_from_event, profile_result
 
 if TYPE_CHECKING:
@@ -68,6 +70,8 @@ class ProfileReadySensor(PhotaHookMixin, BaseSensorOperator):
     def poke(self, context: Context) -> PokeReturnValue:
         """One status check. Still training and deferrable: hand the rest of the wait to the triggerer (the
         deferral leaves through ``BaseSensorOperator.execute``, whose error handling applied to the check)."""
+        with fail_fast_on_permanent_errors():
+            raise_if_invalid(contract.validate_id("profile_id", self.profile_id), type(self).__name__)
         state = check_profile(self.hook, self.profile_id)
         if state is None and self.deferrable:
             defer_until_ready(

@@ -13,6 +13,7 @@ from typing import Any, get_type_hints
 import pytest
 
 from airflow_provider_phota import results
+from airflow_provider_phota._compat import AirflowFailException
 from airflow_provider_phota.contract import image_format
 from airflow_provider_phota.operators.images import (
     PhotaEditOperator,
@@ -153,6 +154,23 @@ def test_wait_options_without_waiting_log_one_warning(conn: PhotaEmulator, capfd
     assert "deferrable=True, poll_interval=5, timeout=60 have no effect with wait_for_ready=False" in warning
     assert result["reused"] is False
     assert result["status"] == conn.profile_status(result["profile_id"])
+
+
+@pytest.mark.parametrize(
+    ("task", "method"),
+    [
+        (ProfileReadySensor(task_id="t", profile_id="a/b", poke_interval=1, timeout=5), "poke"),
+        (PhotaDeleteProfileOperator(task_id="t", profile_id=".."), "execute"),
+    ],
+    ids=["sensor", "delete"],
+)
+def test_a_bad_profile_id_is_named_with_the_task_type(conn: PhotaEmulator, task: Any, method: str) -> None:
+    with pytest.raises(AirflowFailException) as raised:
+        getattr(task, method)(context())
+
+    assert str(raised.value).startswith(f"Invalid {type(task).__name__} arguments: profile_id: ")
+    assert "not '.' or '..'" in str(raised.value)
+    assert conn.requests == []
 
 
 # --- helpers behind the defects ------------------------------------------------------------------------------------
