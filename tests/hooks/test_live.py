@@ -18,8 +18,12 @@ pytestmark = pytest.mark.phota_live
 @pytest.fixture
 def live_hook(monkeypatch: pytest.MonkeyPatch) -> PhotaHook:
     key = os.environ["PHOTA_API_KEY"]
-    connection = {"conn_type": "phota", "host": os.environ.get("PHOTA_BASE_URL", ""), "password": key,
-                  "extra": {"max_attempts": 3, "timeout": 60}}  # fmt: skip
+    connection = {
+        "conn_type": "phota",
+        "host": os.environ.get("PHOTA_BASE_URL", ""),
+        "password": key,
+        "extra": {"max_attempts": 3, "timeout": 60},
+    }
     monkeypatch.setenv("AIRFLOW_CONN_PHOTA_LIVE", json.dumps(connection))
     return PhotaHook("phota_live")
 
@@ -39,8 +43,12 @@ def test_live_test_connection(live_hook: PhotaHook) -> None:
 
 
 def test_live_wrong_key_fails_cleanly(monkeypatch: pytest.MonkeyPatch) -> None:
-    connection = {"conn_type": "phota", "host": os.environ.get("PHOTA_BASE_URL", ""),
-                  "password": "phota-invalid-key-for-tests", "extra": {"max_attempts": 1}}  # fmt: skip
+    connection = {
+        "conn_type": "phota",
+        "host": os.environ.get("PHOTA_BASE_URL", ""),
+        "password": "phota-invalid-key-for-tests",
+        "extra": {"max_attempts": 1},
+    }
     monkeypatch.setenv("AIRFLOW_CONN_PHOTA_LIVE_BAD", json.dumps(connection))
     with PhotaHook("phota_live_bad") as hook:
         ok, message = hook.test_connection()

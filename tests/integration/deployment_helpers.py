@@ -155,9 +155,15 @@ class AirflowDeployment:
         with migrate_log.open("wb") as output:
             try:
                 migrated = subprocess.run(
-                    [airflow, "db", "migrate"], cwd=self.home, env=self.env, stdin=subprocess.DEVNULL,
-                    stdout=output, stderr=subprocess.STDOUT, timeout=migrate_timeout, check=False,
-                )  # fmt: skip
+                    [airflow, "db", "migrate"],
+                    cwd=self.home,
+                    env=self.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
+                    timeout=migrate_timeout,
+                    check=False,
+                )
             except subprocess.TimeoutExpired:
                 raise DeploymentError(
                     f"`airflow db migrate` took over {migrate_timeout:.0f} s:\n{tail(migrate_log)}"
@@ -168,10 +174,14 @@ class AirflowDeployment:
         for name, arguments in COMPONENTS.items():
             with (self.home / f"{name}.out").open("wb") as output:
                 self.components[name] = subprocess.Popen(
-                    [airflow, *arguments], cwd=self.home, env=self.env, stdin=subprocess.DEVNULL,
-                    stdout=output, stderr=subprocess.STDOUT,
+                    [airflow, *arguments],
+                    cwd=self.home,
+                    env=self.env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=output,
+                    stderr=subprocess.STDOUT,
                     start_new_session=True,  # a process group per component: one signal reaches its workers
-                )  # fmt: skip
+                )
         self.track()
 
     def track(self) -> None:
