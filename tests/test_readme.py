@@ -185,3 +185,9 @@ def test_the_hook_example_runs(phota_emulator: Any, phota_conn_id: str, tmp_path
         exec(compile(code, "README.md", "exec"), {})  # noqa: S102 - the README's own example
     assert target.read_bytes().startswith(b"\x89PNG")
     assert len(phota_emulator.charges("images")) == 1
+
+
+def test_the_xcom_json_example_has_exactly_the_result_keys() -> None:
+    example = section("## Outputs and XCom").split("```json\n")[1].split("```")[0]
+    example = example.replace('"..."', '"x"')
+    assert set(json.loads(example)) == set(typing.get_type_hints(results.ImageOperatorResult))
