@@ -233,7 +233,8 @@ def _check_image_value(name: str, value: Any) -> list[Violation]:
         return []
     head = base64_head(value)
     if head is None or image_format(head) is None:
-        return [Violation(name, "the base64 data is not an image", IMAGE_FORMATS)]
+        # a well-formed string the service reads and refuses: 400, as for any input it cannot use
+        return [Violation(name, "the base64 data is not an image", IMAGE_FORMATS, 400)]
     return []
 
 
