@@ -518,9 +518,13 @@ class PhotaHook(BaseHook):
         return self._async_client
 
     async def _afetch_connection(self) -> tuple[Any, Mapping[str, Any]]:
-        conn = await self.aget_connection(self.phota_conn_id)
-        aextras = getattr(conn, "aextra_dejson", None)
-        return conn, await aextras() if aextras is not None else conn.extra_dejson
+        """The connection and its extras, through common-compat: ``BaseHook.aget_connection`` exists only from
+        Airflow 3.1, and before 3.3.2 it (like ``extra_dejson``) masks secrets with a synchronous call that can
+        deadlock the triggerer's event loop."""
+        from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+
+        conn = await get_async_connection(self.phota_conn_id, self)
+        return conn, await get_async_extra_dejson(conn)
 
     async def alist_profile_ids(self, tag: str | None = None) -> list[str]:
         """:meth:`list_profile_ids` for the event loop (triggers).
