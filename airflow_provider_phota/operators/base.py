@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_phota._compat import AirflowFailException, Asset, Context
+from airflow_provider_phota.contract import Violation
 from airflow_provider_phota.events import EVENT_STATUSES
 
 if TYPE_CHECKING:
@@ -72,6 +73,16 @@ def validate_event(event: Any, task: str) -> Mapping[str, Any]:
     if not isinstance(event, Mapping) or event.get("status") not in EVENT_STATUSES:
         raise AirflowFailException(f"{task} resumed with an unexpected trigger event: {event!r}")
     return event
+
+
+def wait_argument_violations(task: Any) -> list[Violation]:
+    """What is wrong with a waiting task's ``poll_interval`` and ``timeout``: each must be seconds > 0."""
+    problems = []
+    for name in ("poll_interval", "timeout"):
+        value = getattr(task, name)
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            problems.append(Violation(name, f"{value!r} is not a positive number of seconds", "a number > 0"))
+    return problems
 
 
 def warn_unused_wait_arguments(

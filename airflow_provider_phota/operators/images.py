@@ -54,6 +54,7 @@ from airflow_provider_phota.operators.base import (
     parse_list_argument,
     record_asset_events,
     validate_event,
+    wait_argument_violations,
     warn_unused_wait_arguments,
 )
 from airflow_provider_phota.waiting import DEFER_TIMEOUT_GRACE_SECONDS
@@ -206,10 +207,7 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
                     "'urls' (the default), or 'bytes' only with output_path",
                 )
             )
-        for name in ("poll_interval", "timeout"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                problems.append(Violation(name, f"{value!r} is not a positive number of seconds", "a number > 0"))
+        problems += wait_argument_violations(self)
         if self.output_path is not None:
             problem = validate_output_folder("output_path", self.output_path)
             if problem:

@@ -16,6 +16,7 @@ from airflow_provider_phota.operators.base import (
     PhotaHookMixin,
     fail_fast_on_permanent_errors,
     parse_list_argument,
+    wait_argument_violations,
     warn_unused_wait_arguments,
 )
 
@@ -85,12 +86,7 @@ class PhotaCreateProfileOperator(PhotaHookMixin, BaseOperator):
         body = contract.compact({"image_urls": urls, "tag": self.tag, "training_tier": self.training_tier})
         violations = contract.validate_create_profile(body)
         if self.wait_for_ready:
-            for name in ("poll_interval", "timeout"):
-                value = getattr(self, name)
-                if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                    violations.append(
-                        contract.Violation(name, f"{value!r} is not a positive number of seconds", "a number > 0")
-                    )
+            violations += wait_argument_violations(self)
         if violations:
             raise PhotaValidationError(violations, context="PhotaCreateProfileOperator")
         return list(urls)
