@@ -28,6 +28,7 @@ from airflow_provider_phota.exceptions import (
 )
 from airflow_provider_phota.hooks.retry import RetryPolicy
 from airflow_provider_phota.hooks.transport import (
+    CONNECTION_EXTRAS,
     ApiResponse,
     AsyncClient,
     ConnectionSettings,
@@ -160,26 +161,39 @@ class PhotaHook(BaseHook):
 
     @classmethod
     def get_connection_form_widgets(cls) -> dict[str, Any]:
-        """wtforms widgets for the extras, generated from the same ``conn-fields`` the provider info declares."""
+        """wtforms widgets for the extras, generated from the same ``conn-fields`` the provider info declares.
+
+        Text fields checked by the hook's own range rules: the FAB UIs of Airflow 2.11-3.1 accept only string,
+        integer, password and boolean fields (a ``FloatField`` makes them drop the whole hook), and the hook reads
+        numeric strings anyway.
+        """
         from airflow_provider_phota.get_provider_info import connection_type_info
 
         try:
             from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
             from flask_babel import lazy_gettext
-            from wtforms import FloatField, IntegerField
-            from wtforms.validators import Optional
+            from wtforms import StringField
+            from wtforms.validators import Optional, ValidationError
         except ImportError:  # Airflow 3 without the FAB UI: the YAML metadata is what the UI reads.
             return {}
-        widgets: dict[str, Any] = {}
-        for name, spec in connection_type_info()["conn-fields"].items():
-            kind = IntegerField if "integer" in spec["schema"]["type"] else FloatField
-            widgets[name] = kind(
+
+        def in_range(name: str) -> Any:
+            def check(form: Any, field: Any) -> None:
+                checked = CONNECTION_EXTRAS[name].read(name, field.data)
+                if isinstance(checked, Violation):
+                    raise ValidationError(checked.describe())
+
+            return check
+
+        return {
+            name: StringField(
                 lazy_gettext(spec["label"]),
                 widget=BS3TextFieldWidget(),
-                validators=[Optional()],
+                validators=[Optional(), in_range(name)],
                 description=spec.get("description", ""),
             )
-        return widgets
+            for name, spec in connection_type_info()["conn-fields"].items()
+        }
 
     # --- settings and clients ---------------------------------------------------------------------------------
 

@@ -13,6 +13,8 @@ from typing import Any
 import airflow
 import jsonschema
 import pytest
+from airflow_versions import AIRFLOW_2, AIRFLOW_VERSION
+from packaging.version import Version
 
 import airflow_provider_phota
 from airflow_provider_phota.get_provider_info import connection_type_info, get_provider_info
@@ -71,7 +73,56 @@ def test_providers_manager_knows_the_provider_and_the_hook() -> None:
     assert hook_info.package_name == "airflow-provider-phota"
     assert hook_info.connection_id_attribute_name == "phota_conn_id"
     assert hook_info.connection_testable is True
-    assert manager.field_behaviours["phota"] == PhotaHook.get_ui_field_behaviour()
+    if AIRFLOW_2 or Version("3.2") <= AIRFLOW_VERSION:  # 3.0 and 3.1 fill them only where FAB is installed
+        assert manager.field_behaviours["phota"] == PhotaHook.get_ui_field_behaviour()
+
+
+EXTRA_LABELS = {name: spec["label"] for name, spec in connection_type_info()["conn-fields"].items()}
+
+
+@pytest.mark.skipif(
+    AIRFLOW_VERSION.release[:2] == (3, 0),
+    reason="Airflow 3.0's UI shows no provider's extra fields without the FAB provider (the README says so)",
+)
+def test_the_connection_form_shows_the_extras_with_their_labels() -> None:
+    """The form a user fills in: Airflow 2's FAB form from the hook's widgets, Airflow 3's from the metadata its
+    UI asks the API server for (3.1 builds it from the same widgets with FAB stood in for; 3.2+ from conn-fields)."""
+    if AIRFLOW_2:
+        from airflow.providers_manager import ProvidersManager
+
+        widgets = ProvidersManager().connection_form_widgets
+        labels = {
+            key.removeprefix("extra__phota__"): str(widget.field.args[0])
+            for key, widget in widgets.items()
+            if key.startswith("extra__phota__")
+        }
+    else:
+        from airflow.api_fastapi.core_api.services.ui.connections import HookMetaService
+
+        (phota,) = [meta for meta in HookMetaService.hook_meta_data() if meta.connection_type == "phota"]
+        assert phota.standard_fields is not None
+        assert phota.standard_fields.password.title == "API Key"
+        labels = {name: field["schema"]["title"] for name, field in (phota.extra_fields or {}).items()}
+    assert labels == EXTRA_LABELS
+
+
+@pytest.mark.skipif(
+    AIRFLOW_VERSION.release[:2] in ((3, 0), (3, 1)),
+    reason="``airflow providers widgets`` of 3.0 and 3.1 lists widgets only where FAB is installed",
+)
+def test_airflow_cli_lists_the_connection_form_fields() -> None:
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), "providers", "widgets", "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "AIRFLOW__LOGGING__LOGGING_LEVEL": "ERROR"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    widgets = json.loads(result.stdout[result.stdout.index("[") :])  # 2.x prints warnings first
+    ours = {row["connection_parameter_name"] for row in widgets if row["package_name"] == "airflow-provider-phota"}
+    assert ours == {f"extra__phota__{name}" for name in EXTRA_LABELS}
 
 
 def test_airflow_cli_lists_the_hook() -> None:
@@ -86,7 +137,7 @@ def test_airflow_cli_lists_the_hook() -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    hooks = json.loads(result.stdout[result.stdout.index("[") :])
+    hooks = json.loads(result.stdout[result.stdout.index("[") :])  # 2.x prints warnings first
     phota = [entry for entry in hooks if entry["connection_type"] == "phota"]
     assert phota == [
         {
@@ -164,23 +215,23 @@ def test_fractional_extras_are_declared_as_numbers() -> None:
 
 
 def test_form_widgets_come_from_the_conn_fields(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The legacy FAB form (Airflow < 3.2); the FAB/wtforms modules are stood in for, as Airflow 3 lacks them."""
+    """The legacy FAB form (Airflow < 3.2); the FAB/wtforms modules are stood in for, as Airflow 3 lacks them.
+    Every widget is a text field (the FAB UIs of 2.11-3.1 drop a hook with any other kind) checked by the hook's
+    own range rule."""
     import types
 
-    class Field:
+    class ValidationError(Exception): ...
+
+    class StringField:
         def __init__(self, label: str, **kwargs: Any) -> None:
             self.label, self.kwargs = label, kwargs
-
-    class IntegerField(Field): ...
-
-    class FloatField(Field): ...
 
     fakes = {
         "flask_appbuilder": types.ModuleType("flask_appbuilder"),
         "flask_appbuilder.fieldwidgets": types.SimpleNamespace(BS3TextFieldWidget=lambda: "widget"),
         "flask_babel": types.SimpleNamespace(lazy_gettext=lambda text: f"i18n:{text}"),
-        "wtforms": types.SimpleNamespace(IntegerField=IntegerField, FloatField=FloatField),
-        "wtforms.validators": types.SimpleNamespace(Optional=lambda: "optional"),
+        "wtforms": types.SimpleNamespace(StringField=StringField),
+        "wtforms.validators": types.SimpleNamespace(Optional=lambda: "optional", ValidationError=ValidationError),
     }
     for name, module in fakes.items():
         monkeypatch.setitem(sys.modules, name, module)
@@ -190,11 +241,21 @@ def test_form_widgets_come_from_the_conn_fields(monkeypatch: pytest.MonkeyPatch)
     fields = connection_type_info()["conn-fields"]
     assert set(widgets) == set(fields)
     for name, widget in widgets.items():
+        assert isinstance(widget, StringField), name
         assert widget.label == f"i18n:{fields[name]['label']}"
         assert widget.kwargs["description"] == fields[name]["description"]
-        assert widget.kwargs["validators"] == ["optional"]
-    assert isinstance(widgets["max_attempts"], IntegerField)
-    assert isinstance(widgets["retry_wait"], FloatField)  # seconds may be fractional
+        optional, in_range = widget.kwargs["validators"]
+        assert optional == "optional"
+        with pytest.raises(ValidationError, match=rf"{name}: 'soon' is not a number \(allowed: "):
+            in_range(None, types.SimpleNamespace(data="soon"))
+        with pytest.raises(ValidationError, match="out of range"):
+            in_range(None, types.SimpleNamespace(data="-1"))
+    check_wait = widgets["retry_wait"].kwargs["validators"][1]
+    check_wait(None, types.SimpleNamespace(data="0.5"))  # seconds may be fractional
+    check_attempts = widgets["max_attempts"].kwargs["validators"][1]
+    with pytest.raises(ValidationError, match="not an integer"):
+        check_attempts(None, types.SimpleNamespace(data="2.5"))
+    check_attempts(None, types.SimpleNamespace(data="3"))
 
 
 def test_form_widgets_without_fab_are_empty(monkeypatch: pytest.MonkeyPatch) -> None:
