@@ -76,7 +76,7 @@ def phota_scheduled_retraining() -> None:
         assert params is not None
         assert outlet_events is not None
         key = current_profile_variable(params["subject"])
-        previous = Variable.get(key, default=None)
+        previous = Variable.get(key, None)  # the default, positional: Airflow 2 names it default_var
         Variable.set(key, new_profile_id)
         outlet_events[CURRENT_PROFILE].extra = {"subject": params["subject"], "profile_id": new_profile_id}
         return previous if previous and previous != new_profile_id else None

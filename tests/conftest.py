@@ -6,10 +6,12 @@ The emulator fixtures (``phota_emulator``, ``phota_conn_id``) come from the prov
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,6 +39,9 @@ os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
     ]
 )
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{AIRFLOW_HOME}/airflow.db"
+if importlib.metadata.version("apache-airflow").startswith("2."):
+    # Airflow 2's dag.test() refuses sqlite with the LocalExecutor that UNIT_TEST_MODE picks.
+    os.environ["AIRFLOW__CORE__EXECUTOR"] = "SequentialExecutor"
 os.environ.pop("AIRFLOW_CONN_PHOTA_DEFAULT", None)
 
 
@@ -46,6 +51,22 @@ def airflow_db() -> None:
     from airflow.utils.db import resetdb
 
     resetdb()
+
+
+@pytest.fixture
+def task_log(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> Iterator[Callable[[], str]]:
+    """What the provider logged so far in this test. Airflow 3 logs through structlog to stdout; Airflow 2 through
+    the ``logging`` tree, whose ``airflow.task`` branch does not propagate to pytest's handler by default."""
+    task_logger = logging.getLogger("airflow.task")
+    propagate = task_logger.propagate
+    task_logger.propagate = True
+    caplog.set_level(logging.INFO)
+
+    def read() -> str:
+        return capfd.readouterr().out + caplog.text
+
+    yield read
+    task_logger.propagate = propagate
 
 
 @pytest.fixture

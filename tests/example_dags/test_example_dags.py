@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from airflow_versions import AIRFLOW_2
+from dagrun_support import asset_event_extras, dag_bag, dag_test
 from PIL import Image
 
 from airflow_provider_phota import results, storage
@@ -19,12 +21,52 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
 EXPECTED_DAGS = {"phota_subject_pipeline", "phota_scheduled_retraining", "phota_marketing_batch"}
 
 
-@pytest.fixture(scope="module")
-def example_bag(airflow_db: None) -> Any:
-    """The example DAGs (tests/conftest.py declares their folder as a DAG bundle, so dag.test() can run them)."""
-    from airflow.dag_processing.dagbag import DagBag
+README = EXAMPLES.parent / "README.md"
 
-    return DagBag(str(EXAMPLES))
+
+def airflow_2_import_lines() -> dict[str, list[str]]:
+    """The README's diff of the example DAGs' import lines between Airflow 3 and 2.11: each ``-`` line and the
+    ``+`` lines that replace it."""
+    text = README.read_text()
+    block = text[text.index("```diff\n", text.index("## Supported Airflow versions")) + 8 :]
+    replacements: dict[str, list[str]] = {}
+    current = ""
+    for line in block[: block.index("```")].splitlines():
+        if line.startswith("-"):
+            current = line[1:].strip()
+            replacements[current] = []
+        elif line.startswith("+"):
+            replacements[current].append(line[1:].strip())
+    return replacements
+
+
+def written_the_airflow_2_way(folder: Path) -> Path:
+    """Copies of the example DAGs with the README's Airflow 2.11 import lines, and nothing else changed."""
+    replacements = airflow_2_import_lines()
+    folder.mkdir()
+    for path in EXAMPLES.glob("*.py"):
+        lines = []
+        for line in path.read_text().splitlines():
+            stripped = line.strip()
+            indent = line[: len(line) - len(line.lstrip())]
+            if stripped.startswith(("from airflow.", "import airflow.")) and not stripped.startswith(
+                "from airflow_provider"
+            ):
+                assert stripped in replacements, f"{path.name}: the README does not say what {stripped!r} is on 2.11"
+                lines += [indent + new for new in replacements[stripped]]
+            else:
+                lines.append(line)
+        (folder / path.name).write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def example_bag(airflow_db: None, tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The example DAGs (tests/conftest.py declares their folder as a DAG bundle, so dag.test() can run them);
+    on Airflow 2.11 the same pipelines with the 2.x import lines."""
+    if AIRFLOW_2:
+        return dag_bag(written_the_airflow_2_way(tmp_path_factory.mktemp("airflow2") / "example_dags"))
+    return dag_bag(EXAMPLES, bundle="example-dags")
 
 
 def test_example_dags_import_without_errors(example_bag: Any) -> None:
@@ -64,7 +106,7 @@ def test_subject_pipeline(
         "publish_uri": f"file://{tmp_path}/pub",
         "subject": "example-subject",
     }
-    run = dag.test(run_conf=conf)
+    run = dag_test(dag, run_conf=conf)
     assert str(run.state).endswith("success")
     (manifest_path,) = (tmp_path / "pub").glob("*/manifest.json")
     manifest = json.loads(manifest_path.read_text())
@@ -94,12 +136,12 @@ def test_scheduled_retraining_switches_only_after_ready(
     dag = example_bag.get_dag("phota_scheduled_retraining")
     folder, server = photos
     conf = {"photos_uri": str(folder), "photos_base_url": server.base_url, "subject": "weekly"}
-    first = dag.test(run_conf=conf)
+    first = dag_test(dag, run_conf=conf)
     assert str(first.state).endswith("success")
     first_profile = Variable.get("phota_profile__weekly")
     assert phota_emulator.profile_status(first_profile) == "READY"
 
-    second = dag.test(run_conf=conf)
+    second = dag_test(dag, run_conf=conf)
     assert str(second.state).endswith("success")
     second_profile = Variable.get("phota_profile__weekly")
     assert second_profile != first_profile
@@ -122,7 +164,7 @@ def test_failed_retraining_keeps_the_current_profile(
     Variable.set("phota_profile__failing", "prof_current")
     # A photo named with the emulator's marker makes training end in ERROR.
     (folder / "x-phota-training-error.jpg").write_bytes((folder / "example-subject-00.jpg").read_bytes())
-    run = dag.test(run_conf={"photos_uri": str(folder), "photos_base_url": server.base_url, "subject": "failing"})
+    run = dag_test(dag, run_conf={"photos_uri": str(folder), "photos_base_url": server.base_url, "subject": "failing"})
 
     states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
     assert states["train_profile"].endswith("failed")
@@ -144,8 +186,9 @@ def test_marketing_batch_fans_out_and_emits_one_asset_event(
         "brand-face,Billboard of a city street,16:9,2K,1\n"
         "brand-face,{subject} on a beach,9:16,1K,3\n"
     )
-    run = example_bag.get_dag("phota_marketing_batch").test(
-        run_conf={"campaign_uri": str(campaign), "output_uri": f"file://{tmp_path}/campaigns"}
+    run = dag_test(
+        example_bag.get_dag("phota_marketing_batch"),
+        run_conf={"campaign_uri": str(campaign), "output_uri": f"file://{tmp_path}/campaigns"},
     )
     assert str(run.state).endswith("success")
     (manifest_path,) = (tmp_path / "campaigns").glob("*/manifest.json")
@@ -161,8 +204,6 @@ def test_marketing_batch_fans_out_and_emits_one_asset_event(
                 assert image.format == "JPEG"
     prompts = [r.json["prompt"] for r in phota_emulator.requests_to("/v1/phota/generate", "POST")]
     assert all(f"[[{profile_id}]]" in prompt for prompt in prompts)
-    from dagrun_support import asset_event_extras
-
     (event,) = asset_event_extras(run, "phota://examples/marketing/renders")
     assert event["images"] == 6
     assert event["rows"] == 3

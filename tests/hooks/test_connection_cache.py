@@ -55,14 +55,16 @@ def test_each_event_loop_has_its_own_entries() -> None:
 async def test_a_thousand_hooks_look_the_connection_up_once(
     phota_conn_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from airflow.providers.common.compat import connection
+
     lookups = []
-    original = PhotaHook.aget_connection
+    original = connection.get_async_connection
 
-    async def counting(conn_id: str) -> Any:
+    async def counting(conn_id: str, hook: Any = None) -> Any:
         lookups.append(conn_id)
-        return await original(conn_id)
+        return await original(conn_id, hook)
 
-    monkeypatch.setattr(PhotaHook, "aget_connection", staticmethod(counting))
+    monkeypatch.setattr(connection, "get_async_connection", counting)
     hooks = [PhotaHook(phota_conn_id) for _ in range(1000)]
     await asyncio.gather(*(hook.alist_profile_ids() for hook in hooks[:50]))
     await asyncio.gather(*(hook._aclient() for hook in hooks[50:]))

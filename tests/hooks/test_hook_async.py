@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -159,12 +160,18 @@ async def test_two_hooks_in_one_loop_share_one_session(emu: PhotaEmulator, conn_
 async def test_async_path_uses_aget_connection(
     emu: PhotaEmulator, conn_id: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A synchronous connection fetch inside the triggerer's event loop crashes on Airflow 3: never do one."""
+    """A synchronous connection fetch on the triggerer's event loop crashes on Airflow 3: never do one there.
+    (Before 3.3.2 common-compat runs ``get_connection`` in a worker thread, as ``aget_connection`` itself would
+    block; from 3.3.2 it calls ``aget_connection``.)"""
+    loop_thread = threading.current_thread()
+    original = PhotaHook.get_connection
 
-    def no_sync_fetch(*args: Any, **kwargs: Any) -> Any:
-        raise AssertionError("get_connection() called on the async path")
+    def off_the_loop(conn_id: str) -> Any:
+        if threading.current_thread() is loop_thread:
+            raise AssertionError("get_connection() called on the event loop")
+        return original(conn_id)
 
-    monkeypatch.setattr(PhotaHook, "get_connection", no_sync_fetch)
+    monkeypatch.setattr(PhotaHook, "get_connection", staticmethod(off_the_loop))
     hook = PhotaHook(conn_id)
     try:
         assert await hook.alist_profile_ids() == []

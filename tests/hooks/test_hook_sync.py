@@ -231,7 +231,7 @@ def test_urls_mode_then_download(
 
 
 def test_download_to_object_storage_path(hook: PhotaHook, emu: PhotaEmulator, tmp_path: Path) -> None:
-    from airflow.sdk import ObjectStoragePath
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     (url,) = hook.generate("a boat", response_mode="urls", output_format="jpg").download_urls
     destination = ObjectStoragePath(f"file://{tmp_path}/nested/dir/boat.jpg")

@@ -113,9 +113,7 @@ def conn(phota_emulator: PhotaEmulator, phota_connection: Callable[..., str]) ->
     return phota_emulator
 
 
-def test_async_options_in_a_synchronous_call_log_one_warning(
-    conn: PhotaEmulator, capfd: pytest.CaptureFixture[str]
-) -> None:
+def test_async_options_in_a_synchronous_call_log_one_warning(conn: PhotaEmulator, task_log: Callable[[], str]) -> None:
     task = PhotaGenerateOperator(
         task_id="t",
         prompt="a fox",
@@ -128,7 +126,7 @@ def test_async_options_in_a_synchronous_call_log_one_warning(
 
     result = task.execute(context())
 
-    (warning,) = warnings_in(capfd.readouterr().out)
+    (warning,) = warnings_in(task_log())
     for name in ("deferrable=True", "poll_interval=1", "timeout=10", "client_request_id"):
         assert name in warning
     assert "use_async_job=False" in warning
@@ -137,20 +135,20 @@ def test_async_options_in_a_synchronous_call_log_one_warning(
     assert "client_request_id" not in request.json
 
 
-def test_defaults_and_async_jobs_log_no_such_warning(conn: PhotaEmulator, capfd: pytest.CaptureFixture[str]) -> None:
+def test_defaults_and_async_jobs_log_no_such_warning(conn: PhotaEmulator, task_log: Callable[[], str]) -> None:
     PhotaGenerateOperator(task_id="a", prompt="a fox", use_async_job=False).execute(context("a"))
     PhotaGenerateOperator(task_id="b", prompt="a fox", poll_interval=0.05, timeout=30).execute(context("b"))
 
-    assert warnings_in(capfd.readouterr().out) == []
+    assert warnings_in(task_log()) == []
 
 
-def test_wait_options_without_waiting_log_one_warning(conn: PhotaEmulator, capfd: pytest.CaptureFixture[str]) -> None:
+def test_wait_options_without_waiting_log_one_warning(conn: PhotaEmulator, task_log: Callable[[], str]) -> None:
     urls = [f"https://example.com/w/{i}.jpg" for i in range(10)]
     task = PhotaCreateProfileOperator(task_id="t", image_urls=urls, deferrable=True, poll_interval=5, timeout=60)
 
     result = task.execute(context())
 
-    (warning,) = warnings_in(capfd.readouterr().out)
+    (warning,) = warnings_in(task_log())
     assert "deferrable=True, poll_interval=5, timeout=60 have no effect with wait_for_ready=False" in warning
     assert result["reused"] is False
     assert result["status"] == conn.profile_status(result["profile_id"])

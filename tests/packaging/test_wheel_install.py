@@ -172,3 +172,23 @@ def test_wheel_installs_beside_airflow_which_lists_the_provider_and_parses_a_dag
             "generate": "airflow_provider_phota.operators.images.PhotaGenerateOperator",
         }
     }
+
+
+@pytest.mark.parametrize(("airflow", "allowed"), [("2.10.5", False), ("3.4.0", False), ("2.11.2", True)])
+def test_the_resolver_allows_only_the_supported_airflow(
+    dists: tuple[Path, Path], tmp_path: Path, airflow: str, allowed: bool
+) -> None:
+    """An unsupported Airflow is refused when installing, not discovered in a running task (a resolve only: uv's
+    ``--dry-run`` reads the packages' metadata and installs nothing). 3.4 does not exist yet: refused as well."""
+    wheel, _ = dists
+    env = {key: value for key, value in os.environ.items() if not key.startswith(LEAKING)}
+    _run([UV, "venv", "--quiet", "--python", sys.executable, tmp_path / "venv"], env=env, cwd=tmp_path)
+    command = [UV, "pip", "install", "--dry-run", "-p", tmp_path / "venv", f"apache-airflow=={airflow}", wheel]
+    result = subprocess.run(
+        [str(part) for part in command], capture_output=True, text=True, env=env, timeout=600, check=False
+    )
+    if allowed:
+        assert result.returncode == 0, result.stderr[-3000:]
+    else:
+        assert result.returncode != 0, result.stderr[-3000:]
+        assert "apache-airflow>=2.11,<3.4" in result.stderr.replace(" ", ""), result.stderr[-3000:]

@@ -289,7 +289,7 @@ NO_FILESYSTEM: list[tuple[str, Callable[[str], Any], str]] = [
 def test_storage_scheme_without_its_filesystem_fails_before_any_request(
     field: str, build: Callable[[str], Any], uri: str, emu: PhotaEmulator, conn_id: str
 ) -> None:
-    from airflow.sdk import ObjectStoragePath
+    from airflow.providers.common.compat.sdk import ObjectStoragePath
 
     try:
         ObjectStoragePath(uri).fs  # noqa: B018 - resolving the filesystem is the check

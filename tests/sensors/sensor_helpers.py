@@ -19,6 +19,7 @@ def make_context(task_id: str = "task", *, map_index: int = -1) -> dict[str, Any
         task_id=task_id,
         map_index=map_index,
         try_number=1,
+        max_tries=0,  # Airflow 2's sensors read it
         get_first_reschedule_date=lambda context: None,
     )
     return {"ti": ti, "task_instance": ti}
