@@ -33,6 +33,18 @@ URLS = [f"https://example.com/p/{i}.jpg" for i in range(10)]
 FAST = 0.05
 
 
+async def until(condition: Callable[[], bool], task: asyncio.Task[Any], timeout: float = 30) -> None:
+    """Wait for ``condition`` while ``task`` runs; a task that ended early or a condition never met fails the test
+    instead of hanging it."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if task.done():
+            task.result()  # its exception, if any
+            raise AssertionError("the trigger ended before the condition was met")
+        assert time.monotonic() < deadline, f"not met within {timeout} s"
+        await asyncio.sleep(0.01)
+
+
 # --- helpers ----------------------------------------------------------------------------------------------------
 
 
@@ -447,8 +459,7 @@ async def test_cancelled_trigger_releases_the_session_and_sends_nothing(
             events.append(event.payload)
 
     task = asyncio.create_task(run())
-    while len(profile_polls.polls) < 2:
-        await asyncio.sleep(0.01)
+    await until(lambda: len(profile_polls.polls) >= 2, task)
     assert transport.shared_sessions.users() == 1
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
@@ -555,8 +566,7 @@ async def test_triggerer_restart_mid_wait_keeps_deadline_and_never_resubmits(
 
     # The triggerer stops while the job is running: the trigger task is cancelled mid-wait.
     task = asyncio.create_task(run(original))
-    while len(job_polls.polls) < 3:
-        await asyncio.sleep(0.01)
+    await until(lambda: len(job_polls.polls) >= 3, task)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
