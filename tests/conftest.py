@@ -39,7 +39,8 @@ os.environ["AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST"] = json.dumps(
     ]
 )
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{AIRFLOW_HOME}/airflow.db"
-if importlib.metadata.version("apache-airflow").startswith("2."):
+AIRFLOW_2 = importlib.metadata.version("apache-airflow").startswith("2.")
+if AIRFLOW_2:
     # Airflow 2's dag.test() refuses sqlite with the LocalExecutor that UNIT_TEST_MODE picks.
     os.environ["AIRFLOW__CORE__EXECUTOR"] = "SequentialExecutor"
 os.environ.pop("AIRFLOW_CONN_PHOTA_DEFAULT", None)
@@ -55,17 +56,15 @@ def airflow_db() -> None:
 
 @pytest.fixture
 def task_log(capfd: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture) -> Iterator[Callable[[], str]]:
-    """What the provider logged so far in this test. Airflow 3 logs through structlog to stdout; Airflow 2 through
-    the ``logging`` tree, whose ``airflow.task`` branch does not propagate to pytest's handler by default."""
+    """What the provider logged so far in this test. Airflow 3 logs to stdout; Airflow 2 through the ``logging``
+    tree, whose ``airflow.task`` branch does not propagate to pytest's handler by default."""
+    if not AIRFLOW_2:
+        yield lambda: capfd.readouterr().out
+        return
     task_logger = logging.getLogger("airflow.task")
-    propagate = task_logger.propagate
-    task_logger.propagate = True
+    propagate, task_logger.propagate = task_logger.propagate, True
     caplog.set_level(logging.INFO)
-
-    def read() -> str:
-        return capfd.readouterr().out + caplog.text
-
-    yield read
+    yield lambda: caplog.text
     task_logger.propagate = propagate
 
 
