@@ -66,9 +66,7 @@ def create_app() -> FastAPI:
     access = _read_access()
 
     @app.get("/dags/{dag_id}/runs/{run_id}/gallery", response_class=HTMLResponse, dependencies=[access])
-    def gallery(
-        dag_id: str, run_id: str, task_id: str | None = None, map_index: int | None = None
-    ) -> HTMLResponse:
+    def gallery(dag_id: str, run_id: str, task_id: str | None = None, map_index: int | None = None) -> HTMLResponse:
         if not run_exists(dag_id, run_id):
             raise HTTPException(status_code=404, detail="No such DAG run")
         images = run_images(dag_id, run_id, task_id=task_id or None, map_index=map_index)
@@ -121,7 +119,7 @@ def _facts(image: GalleryImage, measured: tuple[int, int, int] | None) -> list[s
     facts = []
     if measured is not None:
         width, height, size_bytes = measured
-        facts.append(f"{width}×{height} px · {size_bytes / 1_000_000:.1f} MB")
+        facts.append(f"{width} x {height} px · {size_bytes / 1_000_000:.1f} MB")
     requested = " ".join(value for value in (image.resolution, image.aspect_ratio) if value)
     if requested:
         facts.append(requested)
@@ -149,7 +147,7 @@ def _card(image: GalleryImage) -> str:
 <figure class="card" data-uri="{html.escape(image.uri)}">
   {picture}
   <figcaption>
-    <div class="task">{html.escape(where)} · image {image.position + 1}</div>
+    <div class="task">#{image.number} · {html.escape(where)} · image {image.position + 1}</div>
     <div class="prompt" title="{html.escape(prompt)}">{html.escape(prompt)}</div>
     <ul class="facts">{facts}</ul>
   </figcaption>
@@ -162,7 +160,9 @@ def render_page(
     """The gallery page: a header with the run and totals, then one card per image."""
     scope = ""
     if task_id:
-        scope = f" · task {html.escape(task_id)}" + (f" [{map_index}]" if map_index is not None and map_index >= 0 else "")
+        scope = f" · task {html.escape(task_id)}" + (
+            f" [{map_index}]" if map_index is not None and map_index >= 0 else ""
+        )
     costs = [image.cost_usd for image in images if image.cost_usd is not None]
     total = f" · ${sum(costs):.2f} recorded cost" if costs else ""
     count = f"{len(images)} image{'s' if len(images) != 1 else ''}"

@@ -30,7 +30,9 @@ def gallery_supported(version: str | None = None) -> bool:
     from packaging.version import Version
 
     if version is None:
-        from airflow import __version__ as version
+        from airflow import __version__
+
+        version = str(__version__)
     return Version(Version(version).base_version) >= Version(MINIMUM_AIRFLOW)
 
 
@@ -61,7 +63,9 @@ def _components() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
         log.info("Phota gallery disabled: cannot read the Airflow version (%s)", error)
         return [], []
     if not supported:
-        log.info("Phota gallery disabled: it needs Airflow %s+ (FastAPI plugin apps and external views)", MINIMUM_AIRFLOW)
+        log.info(
+            "Phota gallery disabled: it needs Airflow %s+ (FastAPI plugin apps and external views)", MINIMUM_AIRFLOW
+        )
         return [], []
     try:
         from airflow_provider_phota.plugins.app import create_app

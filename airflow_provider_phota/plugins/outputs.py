@@ -23,6 +23,8 @@ class GalleryImage:
     """One output image of a run, with what the gallery shows next to its thumbnail."""
 
     uri: str
+    number: int
+    """The image's place in the run (1-based), the same in the run's and in a task instance's view."""
     task_id: str
     map_index: int
     position: int
@@ -65,17 +67,21 @@ def images_from_results(
     task_id: str | None = None,
     map_index: int | None = None,
 ) -> list[GalleryImage]:
-    """The images of ``results`` (``(task_id, map_index, xcom value)`` in display order), optionally only those of
-    one task instance. Values that are not Phota image results are ignored; a URI is listed once."""
+    """The images of ``results`` (``(task_id, map_index, xcom value)``, oldest first), optionally only those of one
+    task instance (``map_index`` -1 or ``None``: every map index of the task).
+
+    Tasks come in the order their first result was written, map indexes in order, and each image is numbered by
+    its place in the whole run, so a task-instance view shows the same numbers as the run view. Values that are
+    not Phota image results are ignored; a URI is listed once.
+    """
+    rows = [(task, index, value) for task, index, value in results if is_image_result(value)]
+    first_seen: dict[str, int] = {}
+    for position, (task, _, _) in enumerate(rows):
+        first_seen.setdefault(task, position)
+    rows.sort(key=lambda row: (first_seen[row[0]], row[1]))
     images: list[GalleryImage] = []
     seen: set[str] = set()
-    for result_task, result_index, value in results:
-        if not is_image_result(value):
-            continue
-        if task_id is not None and result_task != task_id:
-            continue
-        if map_index is not None and map_index >= 0 and result_index != map_index:
-            continue
+    for result_task, result_index, value in rows:
         assert isinstance(value, Mapping)
         fields = rendered.get((result_task, result_index), {})
         for position, uri in enumerate(value["output_uris"]):
@@ -85,6 +91,7 @@ def images_from_results(
             images.append(
                 GalleryImage(
                     uri=uri,
+                    number=len(images) + 1,
                     task_id=result_task,
                     map_index=result_index,
                     position=position,
@@ -96,6 +103,10 @@ def images_from_results(
                     cost_usd=_cost_share(value),
                 )
             )
+    if task_id is not None:
+        images = [image for image in images if image.task_id == task_id]
+    if map_index is not None and map_index >= 0:
+        images = [image for image in images if image.map_index == map_index]
     return images
 
 
@@ -111,10 +122,9 @@ def _decode(raw: object) -> object:
 
 def run_exists(dag_id: str, run_id: str) -> bool:
     """Whether the DAG run exists (read from the metadata database)."""
-    from sqlalchemy import select
-
     from airflow.models.dagrun import DagRun
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     with create_session() as session:
         found = session.scalar(select(DagRun.id).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id).limit(1))
@@ -125,11 +135,10 @@ def run_images(
     dag_id: str, run_id: str, *, task_id: str | None = None, map_index: int | None = None
 ) -> list[GalleryImage]:
     """The run's output images, in the order their tasks finished (read from the metadata database)."""
-    from sqlalchemy import select
-
     from airflow.models.renderedtifields import RenderedTaskInstanceFields as Rendered
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
+    from sqlalchemy import select
 
     query = (
         select(XComModel.task_id, XComModel.map_index, XComModel.value)
@@ -141,8 +150,6 @@ def run_images(
     )
     with create_session() as session:
         rows = [(row.task_id, row.map_index, _decode(row.value)) for row in session.execute(query)]
-        rendered = {
-            (row.task_id, row.map_index): _decode(row.rendered_fields) for row in session.execute(fields_query)
-        }
+        rendered = {(row.task_id, row.map_index): _decode(row.rendered_fields) for row in session.execute(fields_query)}
     fields = {key: value for key, value in rendered.items() if isinstance(value, Mapping)}
     return images_from_results(rows, fields, task_id=task_id, map_index=map_index)

@@ -87,7 +87,7 @@ def image_facts(uri: str, folder: Path | None = None) -> tuple[int, int, int] | 
 
     source = storage_path(uri)
     try:
-        image_path, meta_path, size = _cache_paths(uri, source, folder)
+        _, meta_path, size = _cache_paths(uri, source, folder)
         if meta_path.exists():
             meta = json.loads(meta_path.read_text())
             return meta["width"], meta["height"], meta["size_bytes"]
