@@ -138,7 +138,7 @@ def _card(image: GalleryImage) -> str:
     measured = image_facts(image.uri)
     facts = "".join(f"<li>{html.escape(fact)}</li>" for fact in _facts(image, measured))
     picture = (
-        f'<a href="image?{query}" target="_blank" rel="noopener" title="Open the full image">'
+        f'<a href="#view-{image.number}" title="Open the full image">'
         f'<img src="thumbnail?{query}" alt="{html.escape(prompt)}" loading="lazy" decoding="async"></a>'
         if measured is not None
         else '<div class="missing">no longer in storage</div>'
@@ -154,6 +154,21 @@ def _card(image: GalleryImage) -> str:
 </figure>"""
 
 
+def _viewer(image: GalleryImage) -> str:
+    """The full image, shown over the page when its card is clicked (CSS ``:target``: the Airflow UI's plugin
+    frame allows neither scripts from other origins nor pop-ups). Lazy, so hidden originals are never fetched."""
+    query = urlencode({"uri": image.uri}, quote_via=quote)
+    return f"""
+<div class="viewer" id="view-{image.number}">
+  <a class="backdrop" href="#" aria-label="Close"></a>
+  <figure>
+    <img src="image?{query}" alt="{html.escape(image.prompt or image.endpoint)}" loading="lazy">
+    <figcaption>#{image.number} · <a href="image?{query}" download>Download the original</a> ·
+      <a href="#">Close</a></figcaption>
+  </figure>
+</div>"""
+
+
 def render_page(
     dag_id: str, run_id: str, images: list[GalleryImage], *, task_id: str | None, map_index: int | None
 ) -> str:
@@ -166,6 +181,7 @@ def render_page(
     costs = [image.cost_usd for image in images if image.cost_usd is not None]
     total = f" · ${sum(costs):.2f} recorded cost" if costs else ""
     count = f"{len(images)} image{'s' if len(images) != 1 else ''}"
+    viewers = "".join(_viewer(image) for image in images)
     cards = "".join(_card(image) for image in images) or (
         '<p class="empty">No Phota task of this run has recorded output files yet (only tasks with '
         "<code>output_path</code> write files the gallery can show).</p>"
@@ -186,11 +202,18 @@ def render_page(
   .facts {{ list-style: none; padding: 0; margin: 6px 0 0; color: #52606d; display: flex; flex-wrap: wrap;
             gap: 4px 10px; }}
   .empty {{ color: #52606d; }}
+  .viewer {{ display: none; position: fixed; inset: 0; z-index: 10; background: rgba(15, 23, 42, 0.88); }}
+  .viewer:target {{ display: flex; align-items: center; justify-content: center; }}
+  .viewer .backdrop {{ position: absolute; inset: 0; }}
+  .viewer figure {{ position: relative; margin: 0; text-align: center; color: #f8fafc; }}
+  .viewer img {{ max-width: 94vw; max-height: 86vh; display: block; margin: 0 auto 8px; }}
+  .viewer a {{ color: #bfdbfe; }}
   .missing {{ aspect-ratio: 4 / 3; display: grid; place-items: center; color: #9aa5b1; background: #e4e7eb; }}
 </style></head>
 <body>
 <header><h1>Phota outputs</h1>
 <p>{html.escape(dag_id)} · {html.escape(run_id)}{scope} · {count}{total}</p></header>
 <main class="grid">{cards}</main>
+{viewers}
 </body></html>
 """

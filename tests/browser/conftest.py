@@ -57,12 +57,6 @@ ENABLE_HINT = (
 START_TIMEOUT = 180.0
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        if HERE in Path(str(item.fspath)).parents:
-            item.add_marker(pytest.mark.browser)
-
-
 def _unavailable() -> str | None:
     """Why the browser tests cannot run here, or ``None``."""
     from airflow_provider_phota.plugins.gallery import gallery_supported
@@ -156,16 +150,12 @@ def deployment(workdir: Path, emulator: PhotaEmulator) -> Iterator[AirflowDeploy
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
-    user_data = tempfile.mkdtemp(prefix="phota-chromium-")
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=[*CHROMIUM_FLAGS, f"--user-data-dir={user_data}"]
-        )
+    with sync_playwright() as playwright:  # launch() gives Chromium a fresh temporary profile of its own
+        chromium = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
         try:
             yield chromium
         finally:
             chromium.close()
-    shutil.rmtree(user_data, ignore_errors=True)
 
 
 @dataclass

@@ -27,6 +27,8 @@ from airflow_provider_phota.plugins.thumbnails import MAX_THUMBNAIL_BYTES
 from airflow_provider_phota.testing import PhotaEmulator
 from airflow_provider_phota.testing.samples import PhotoServer
 
+pytestmark = pytest.mark.browser
+
 RUN_TIMEOUT = 240.0
 WAITING_STATES = ("awaiting_input", "deferred")  # 3.3+ parks the HITL task; 3.1-3.2 defer it to the triggerer
 EXPECTED_IMAGES = 7  # 3 styles x 2 variations + the enhanced pick
@@ -221,14 +223,18 @@ def test_gallery_tab_shows_every_output_as_a_decoded_thumbnail(
     (screenshots / "gallery-weight.json").write_text(json.dumps(weight, indent=1))
     print(f"\ngallery page weight: {weight}")
 
-    # A click opens the full image: the original file's bytes.
-    with page.context.expect_page() as opened:
+    # A click opens the full image over the page, streamed whole from storage.
+    with page.expect_response(lambda response: "/image?" in response.url) as original:
         frame.locator("figure.card a").first.click()
-    full = opened.value
-    full.wait_for_load_state()
-    body = full.request.get(full.url).body()
-    assert body == Path(uris[0].removeprefix("file://")).read_bytes()
-    full.close()
+    assert original.value.status == 200
+    assert original.value.body() == Path(uris[0].removeprefix("file://")).read_bytes()
+    viewer = frame.locator(".viewer:target img")
+    viewer.wait_for()
+    deadline = time.monotonic() + 30
+    while viewer.evaluate("img => img.complete ? img.naturalWidth : 0") == 0 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert viewer.evaluate("img => img.naturalWidth") == 2048
+    shot(admin, screenshots, "gallery-full-image")
 
 
 def test_gallery_for_one_task_instance(
