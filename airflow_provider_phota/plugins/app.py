@@ -15,8 +15,10 @@ any encoding, is 404. The page carries no API key and no signed URL: it links to
 
 from __future__ import annotations
 
+import contextlib
 import html
 import mimetypes
+import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -27,6 +29,7 @@ from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
 from airflow_provider_phota.plugins.outputs import GalleryImage, run_exists, run_images
 
 CHUNK_BYTES = 256 * 1024
+_UNSAFE_IN_HEADER = re.compile(r"[^A-Za-z0-9._-]")
 _PAGE_HEADERS = {
     # Only this origin may frame the page (the Airflow UI's plugin tab); nothing but its own images may load.
     "Content-Security-Policy": (
@@ -104,8 +107,10 @@ def create_app() -> FastAPI:
                 while chunk := handle.read(CHUNK_BYTES):
                     yield chunk
 
-        name = source.name.replace('"', "")
+        name = _UNSAFE_IN_HEADER.sub("_", source.name)
         headers = {**_FILE_HEADERS, "Content-Disposition": f'inline; filename="{name}"'}
+        with contextlib.suppress(Exception):  # a length is a courtesy (progress bars); streaming works without it
+            headers["Content-Length"] = str(int(source.stat().st_size))
         return StreamingResponse(chunks(), media_type=_media_type(image.uri), headers=headers)
 
     return app
