@@ -1,4 +1,6 @@
-"""One real Airflow deployment and one headless Chromium, shared by every browser test of the session.
+"""One real Airflow deployment and one headless Chromium, shared by the browser tests of a module (there is one,
+test_ui.py). Module scope, not session: Playwright's sync API keeps an event loop in the main thread while it
+runs, and the rest of the suite's asyncio tests must not find it there, so both are stopped when the module ends.
 
 The deployment (tests/integration/deployment_helpers.py) runs the shipped subject-pipeline example against an
 in-process emulator, with the simple auth manager and real users and passwords (not all-admins):
@@ -19,62 +21,25 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_helpers import API_KEY, CHROMIUM, CHROMIUM_FLAGS, ROOT, USERS, Session, log_in_through_ui, unavailable
+from deployment_helpers import AirflowDeployment
+
+from airflow_provider_phota.testing import PhotaEmulator
+from airflow_provider_phota.testing.samples import PhotoServer, make_subject_photos
 
 HERE = Path(__file__).parent
-ROOT = HERE.parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "integration"))  # deployment_helpers
-
-from deployment_helpers import AirflowDeployment  # noqa: E402
-
-from airflow_provider_phota.testing import PhotaEmulator  # noqa: E402
-from airflow_provider_phota.testing.samples import PhotoServer, make_subject_photos  # noqa: E402
-
-API_KEY = "browser-test-key"
-USERS = {"admin": ("admin", "admin-pass-1"), "viewer": ("viewer", "viewer-pass-2"), "outsider": ("viewer", "out-3")}
-DAG_ID = "phota_subject_pipeline"
-CHROMIUM = os.environ.get("PHOTA_CHROMIUM", "/usr/bin/chromium")
-# Headless on a closed network: without the background-networking flags Chromium's own calls fail in bulk.
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-ENABLE_HINT = (
-    "install Chromium with `scripts/ensure-chromium` (as root: apt-get install -y chromium) "
-    "or point PHOTA_CHROMIUM at a Chromium binary"
-)
 START_TIMEOUT = 180.0
 
 
-def _unavailable() -> str | None:
-    """Why the browser tests cannot run here, or ``None``."""
-    from airflow_provider_phota.plugins.gallery import gallery_supported
-
-    if not gallery_supported():
-        return "needs Airflow 3.1+ (plugin views and human-in-the-loop)"
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        return f"Playwright is not installed (pip install -e '.[test]'); {ENABLE_HINT}"
-    if not (os.access(CHROMIUM, os.X_OK) or shutil.which(CHROMIUM)):
-        return f"no Chromium at {CHROMIUM}: {ENABLE_HINT}"
-    return None
-
-
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="module", autouse=True)
 def _browser_available() -> None:
-    reason = _unavailable()
+    reason = unavailable()
     if reason is None:
         return
     if os.environ.get("PHOTA_REQUIRE_BROWSER") == "1" and "Airflow 3.1" not in reason:
@@ -82,27 +47,27 @@ def _browser_available() -> None:
     pytest.skip(f"browser tests skipped: {reason}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def screenshots() -> Path:
     folder = Path(os.environ.get("PHOTA_TEST_OUTPUT", ROOT / "test-output")) / "browser"
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def emulator() -> Iterator[PhotaEmulator]:
     with PhotaEmulator(api_key=API_KEY, training_seconds=3.0, job_seconds=2.0) as emu:
         yield emu
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def workdir() -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix="phota-browser-"))
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def photos(workdir: Path) -> Iterator[PhotoServer]:
     folder = workdir / "photos"
     make_subject_photos(folder, count=10, subject="browser-subject")
@@ -110,7 +75,7 @@ def photos(workdir: Path) -> Iterator[PhotoServer]:
         yield server
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def deployment(workdir: Path, emulator: PhotaEmulator) -> Iterator[AirflowDeployment]:
     """API server (simple auth manager, real users), scheduler, triggerer and DAG processor, with the subject
     pipeline example as the only DAG and ``phota_default`` pointing at the emulator."""
@@ -146,7 +111,7 @@ def deployment(workdir: Path, emulator: PhotaEmulator) -> Iterator[AirflowDeploy
         print(f"\nbrowser deployment timeline (s since start): {airflow.timeline}; SIGKILLed: {killed}")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 
@@ -156,27 +121,6 @@ def browser() -> Iterator[Any]:
             yield chromium
         finally:
             chromium.close()
-
-
-@dataclass
-class Session:
-    """A logged-in browser context (its own cookies) and its first page."""
-
-    context: Any
-    page: Any
-    username: str
-
-
-def log_in_through_ui(browser: Any, deployment: AirflowDeployment, username: str) -> Session:
-    """Log in on the simple auth manager's login page, as a person would."""
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    page = context.new_page()
-    page.goto(f"{deployment.base_url}/auth/login/")
-    page.get_by_label("Username").fill(username)
-    page.get_by_label("Password").fill(USERS[username][1])
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(lambda url: "/auth/login" not in url, timeout=30_000)
-    return Session(context, page, username)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 import pytest
 import requests
-from conftest import DAG_ID, USERS, Session, log_in_through_ui
+from browser_helpers import DAG_ID, USERS, Session, log_in_through_ui
 from deployment_helpers import AirflowDeployment
 
 from airflow_provider_phota.get_provider_info import connection_type_info
@@ -40,7 +40,7 @@ def shot(session: Session, screenshots: Path, name: str) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def pipeline_run(deployment: AirflowDeployment, photos: PhotoServer, workdir: Path) -> dict[str, Any]:
     """The example triggered with human_pick on, waiting for its question."""
     airflow = deployment
@@ -101,7 +101,7 @@ def xcom(deployment: AirflowDeployment, run_id: str, task_id: str) -> Any:
         return value
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def human_pick(
     browser: Any, deployment: AirflowDeployment, pipeline_run: dict[str, Any], screenshots: Path
 ) -> Iterator[dict[str, Any]]:
