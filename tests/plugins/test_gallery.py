@@ -9,6 +9,7 @@ import io
 import logging
 import os
 import random
+import sys
 from pathlib import Path
 
 import pytest
@@ -52,6 +53,15 @@ def test_plugin_loads_without_views_where_airflow_lacks_them(
     with caplog.at_level(logging.INFO, logger=gallery.__name__):
         assert gallery._components() == ([], [])
     assert "needs Airflow 3.1.0+" in caplog.text
+
+
+def test_plugin_loads_without_views_where_the_app_cannot_be_imported(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setitem(sys.modules, "airflow_provider_phota.plugins.app", None)  # as if fastapi were missing
+    with caplog.at_level(logging.WARNING, logger=gallery.__name__):
+        assert gallery._components() == ([], [])
+    assert "Phota gallery disabled" in caplog.text
 
 
 def test_run_outputs_come_from_image_results_only_in_run_order() -> None:
