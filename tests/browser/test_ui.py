@@ -327,7 +327,11 @@ def test_gallery_serves_only_the_runs_recorded_outputs(
 
 
 def test_gallery_page_has_no_key_and_no_signed_url(
-    admin: Session, deployment: AirflowDeployment, human_pick: dict[str, Any], emulator: PhotaEmulator
+    admin: Session,
+    deployment: AirflowDeployment,
+    human_pick: dict[str, Any],
+    emulator: PhotaEmulator,
+    screenshots: Path,
 ) -> None:
     response = admin.page.goto(deployment.base_url + gallery_path(human_pick["run_id"]))
     assert response is not None
@@ -337,6 +341,7 @@ def test_gallery_page_has_no_key_and_no_signed_url(
     for marker in ("signature", "Signature", "X-Amz", "token=", "expires=", emulator.base_url):
         assert marker not in page, marker
     assert "frame-ancestors 'self'" in response.headers["content-security-policy"]
+    shot(admin, screenshots, "gallery-standalone-page")
 
 
 def test_connection_form_shows_the_fields_passes_test_and_never_shows_the_key(
