@@ -85,4 +85,6 @@ def get_provider_info() -> dict[str, Any]:
         "sensors": [{"integration-name": INTEGRATION, "python-modules": [f"{_MODULE}.sensors.phota"]}],
         "triggers": [{"integration-name": INTEGRATION, "python-modules": [f"{_MODULE}.triggers.phota"]}],
         "connection-types": [connection_type_info()],
+        # The "Phota outputs" gallery (Airflow 3.1+; loads with no views on older versions).
+        "plugins": [{"name": "phota", "plugin-class": f"{_MODULE}.plugins.gallery.PhotaGalleryPlugin"}],
     }

@@ -1,5 +1,9 @@
 """Subject pipeline: ingest photos -> train a tagged profile -> wait on the triggerer -> generate variations
-(one mapped task per style) -> enhance the best -> publish with a manifest and an Asset event.
+(one mapped task per style) -> pick the best -> enhance it -> publish with a manifest and an Asset event.
+
+The pick is automatic by default. With the ``human_pick`` param on (Airflow 3.1+, the standard provider's
+human-in-the-loop operators), a person chooses the variation in the Airflow UI instead: the question links to the
+run's "Phota outputs" gallery, and the run waits for the answer before it pays for the enhancement.
 
 Run it as it is against the bundled emulator (``bash scripts/demo``), or point ``phota_default`` at the real
 service and the params at your storage. The tag makes creation idempotent: a retry or a re-run of the same
@@ -13,6 +17,11 @@ from typing import Any
 
 import pendulum
 from airflow.sdk import Asset, Param, dag, task
+
+try:  # the standard provider's human-in-the-loop operators need Airflow 3.1+
+    from airflow.providers.standard.operators.hitl import HITLOperator
+except Exception:  # ImportError, or the provider's AirflowOptionalProviderFeatureException on Airflow 3.0
+    HITLOperator = None
 
 from airflow_provider_phota.operators.images import PhotaEnhanceOperator, PhotaGenerateOperator
 from airflow_provider_phota.operators.profile import PhotaCreateProfileOperator
@@ -32,6 +41,9 @@ STYLES = [
     "{subject} hiking on a mountain ridge at golden hour, cinematic",
     "A watercolor illustration of {subject} reading in a sunlit cafe",
 ]
+IMAGES_PER_STYLE = 2
+# The human pick's choices, fixed when the DAG is parsed: one per variation of the default styles.
+PICK_OPTIONS = [f"Variation {number}" for number in range(1, len(STYLES) * IMAGES_PER_STYLE + 1)]
 
 
 @dag(
@@ -50,6 +62,11 @@ STYLES = [
         "styles": Param(STYLES, type="array", description="Prompt templates; {subject} becomes the profile"),
         "output_uri": Param("file:///tmp/phota-demo/output", type="string"),
         "publish_uri": Param("file:///tmp/phota-demo/publish", type="string"),
+        "human_pick": Param(
+            False,
+            type="boolean",
+            description="Ask a person to pick the variation to enhance, in the Airflow UI (Airflow 3.1+)",
+        ),
     },
 )
 def phota_subject_pipeline() -> None:
@@ -59,6 +76,14 @@ def phota_subject_pipeline() -> None:
         from airflow_provider_phota.storage import public_image_urls
 
         assert params is not None  # injected by Airflow
+        if params["human_pick"]:  # checked here, before anything is paid for
+            if HITLOperator is None:
+                raise ValueError("human_pick needs Airflow 3.1+ (the standard provider's HITLOperator); turn it off")
+            if len(params["styles"]) * IMAGES_PER_STYLE != len(PICK_OPTIONS):
+                raise ValueError(
+                    f"human_pick offers {len(PICK_OPTIONS)} choices ({len(STYLES)} styles x {IMAGES_PER_STYLE}); "
+                    f"styles has {len(params['styles'])} entries: use {len(STYLES)} styles or turn human_pick off"
+                )
         urls = public_image_urls(params["photos_uri"], params["photos_base_url"])
         if not urls:
             raise ValueError(f"No photos (jpg, png, webp, heic) under {params['photos_uri']}")
@@ -87,7 +112,7 @@ def phota_subject_pipeline() -> None:
     ready >> prompts
     variations = PhotaGenerateOperator.partial(
         task_id="generate_variations",
-        num_output_images=2,
+        num_output_images=IMAGES_PER_STYLE,
         aspect_ratio="4:3",
         resolution="2K",
         output_format="png",
@@ -105,7 +130,54 @@ def phota_subject_pipeline() -> None:
         uris = [uri for i in range(len(summaries)) for uri in summaries[i]["output_uris"]]
         return max(uris, key=lambda uri: storage_path(uri).stat().st_size)
 
-    best = pick_best(variations.output)
+    @task.branch
+    def choose_picker(params: dict[str, Any] | None = None) -> str:
+        assert params is not None
+        return "describe_variations" if params["human_pick"] else "pick_best"
+
+    @task
+    def describe_variations(prompts: list[str], summaries: list[ImageOperatorResult], dag_run: Any = None) -> str:
+        """The question's text: each choice with its prompt, and a link to the run's gallery."""
+        from urllib.parse import quote
+
+        assert dag_run is not None
+        gallery = f"/dags/{quote(dag_run.dag_id, safe='')}/runs/{quote(dag_run.run_id, safe='')}/plugin/phota-outputs"
+        lines = [f"Compare the variations in the [Phota outputs gallery]({gallery}), then choose one to enhance.", ""]
+        number = 0
+        for i in range(len(summaries)):
+            for _ in summaries[i]["output_uris"]:
+                number += 1
+                lines.append(f"* **Variation {number}**: {prompts[i]}")
+        return "\n".join(lines)
+
+    @task(trigger_rule="none_failed_min_one_success")
+    def chosen_variation(
+        automatic: str | None, answer: dict[str, Any] | None, summaries: list[ImageOperatorResult]
+    ) -> str:
+        """The variation to enhance: the person's choice when asked, else the automatic pick."""
+        if answer is None:
+            assert automatic is not None
+            return automatic
+        uris = [uri for i in range(len(summaries)) for uri in summaries[i]["output_uris"]]
+        return uris[PICK_OPTIONS.index(answer["chosen_options"][0])]
+
+    picker = choose_picker()
+    variations >> picker
+    automatic = pick_best(variations.output)
+    picker >> automatic
+    answer = None
+    if HITLOperator is not None:
+        described = describe_variations(prompts, variations.output)
+        picker >> described
+        ask = HITLOperator(
+            task_id="ask_for_pick",
+            subject="Which variation of {{ params.subject }} should be enhanced and published?",
+            body="{{ ti.xcom_pull(task_ids='describe_variations') }}",
+            options=PICK_OPTIONS,
+        )
+        described >> ask
+        answer = ask.output
+    best = chosen_variation(automatic, answer, variations.output)
     final = PhotaEnhanceOperator(
         task_id="enhance_best",
         image=best,

@@ -291,6 +291,18 @@ class AirflowDeployment:
             raise requests.HTTPError(f"{method} {path}: {response.status_code} {response.text[:500]}")
         return response.json()
 
+    def log_in(self, username: str, password: str) -> str:
+        """Make the REST client act as ``username`` (for a deployment with real users: the simple auth manager with
+        ``AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS=False`` in ``extra_env``); returns the user's JWT."""
+        response = requests.post(
+            f"{self.base_url}/auth/token", json={"username": username, "password": password}, timeout=10
+        )
+        if response.status_code >= 400:
+            raise requests.HTTPError(f"log in as {username}: {response.status_code} {response.text[:300]}")
+        token = str(response.json()["access_token"])
+        self.session.headers["Authorization"] = f"Bearer {token}"
+        return token
+
     def healthy(self) -> dict[str, Any] | None:
         """The health answer once the scheduler, triggerer and DAG processor heartbeat (and the database is up)."""
         health = self.api("GET", "/monitor/health")

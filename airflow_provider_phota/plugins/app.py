@@ -1,0 +1,224 @@
+"""The gallery's FastAPI app, mounted by the API server under ``/phota`` (Airflow 3.1+).
+
+Routes, all under ``/dags/{dag_id}/runs/{run_id}/``:
+
+* ``gallery`` (``?task_id=&map_index=`` to show one task instance): the HTML page of thumbnails;
+* ``thumbnail?uri=``: a cached JPEG of at most 64 KB;
+* ``image?uri=``: the full image, streamed from object storage.
+
+Airflow does not protect a plugin's routes: every route here depends on Airflow's own ``requires_access_dag``
+(read access to the DAG's XComs, asked of the deployment's auth manager), so an anonymous caller gets 401 and a
+user the auth manager does not let read that DAG gets 403, before anything is looked up. A file is served only when
+its URI is, character for character, one of the ``output_uris`` the run's Phota tasks recorded; any other value, in
+any encoding, is 404. The page carries no API key and no signed URL: it links to these routes only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import mimetypes
+import re
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from fastapi import Depends, FastAPI, HTTPException, Query
+from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
+
+from airflow_provider_phota.plugins.outputs import GalleryImage, run_exists, run_images
+
+CHUNK_BYTES = 256 * 1024
+_UNSAFE_IN_HEADER = re.compile(r"[^A-Za-z0-9._-]")
+_PAGE_HEADERS = {
+    # Only this origin may frame the page (the Airflow UI's plugin tab); nothing but its own images may load.
+    "Content-Security-Policy": (
+        "default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; frame-ancestors 'self'; "
+        "base-uri 'none'; form-action 'none'"
+    ),
+    "Cache-Control": "no-store",
+    "Referrer-Policy": "same-origin",
+    "X-Content-Type-Options": "nosniff",
+}
+_FILE_HEADERS = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"}
+
+
+def _read_access() -> Any:
+    """Airflow's dependency: the caller (JWT cookie or bearer token) may read the XComs of the path's DAG."""
+    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+    from airflow.api_fastapi.core_api.security import requires_access_dag
+
+    return Depends(requires_access_dag("GET", DagAccessEntity.XCOM))
+
+
+def _recorded(dag_id: str, run_id: str, uri: str) -> GalleryImage:
+    for image in run_images(dag_id, run_id):
+        if image.uri == uri:
+            return image
+    raise HTTPException(status_code=404, detail="No Phota output of this run has that URI")
+
+
+def _media_type(uri: str) -> str:
+    guessed, _ = mimetypes.guess_type(uri.rsplit("/", 1)[-1])
+    return guessed if guessed and guessed.startswith("image/") else "application/octet-stream"
+
+
+def create_app() -> FastAPI:
+    """A new gallery app (the plugin makes one per process)."""
+    app = FastAPI(title="Phota outputs", docs_url=None, redoc_url=None, openapi_url=None)
+    access = _read_access()
+
+    @app.get("/dags/{dag_id}/runs/{run_id}/gallery", response_class=HTMLResponse, dependencies=[access])
+    def gallery(dag_id: str, run_id: str, task_id: str | None = None, map_index: int | None = None) -> HTMLResponse:
+        if not run_exists(dag_id, run_id):
+            raise HTTPException(status_code=404, detail="No such DAG run")
+        images = run_images(dag_id, run_id, task_id=task_id or None, map_index=map_index)
+        page = render_page(dag_id, run_id, images, task_id=task_id or None, map_index=map_index)
+        return HTMLResponse(page, headers=_PAGE_HEADERS)
+
+    @app.get("/dags/{dag_id}/runs/{run_id}/thumbnail", dependencies=[access])
+    def thumbnail(dag_id: str, run_id: str, uri: str = Query(...)) -> FileResponse:
+        from PIL import UnidentifiedImageError
+
+        from airflow_provider_phota.plugins.thumbnails import thumbnail_for
+
+        image = _recorded(dag_id, run_id, uri)
+        try:
+            made = thumbnail_for(image.uri)
+        except FileNotFoundError:
+            raise HTTPException(status_code=404, detail="The image is no longer in storage") from None
+        except UnidentifiedImageError:
+            raise HTTPException(status_code=415, detail="The file is not an image this server can read") from None
+        return FileResponse(made.path, media_type="image/jpeg", headers=_FILE_HEADERS)
+
+    @app.get("/dags/{dag_id}/runs/{run_id}/image", dependencies=[access])
+    def full_image(dag_id: str, run_id: str, uri: str = Query(...)) -> StreamingResponse:
+        from airflow_provider_phota.storage import storage_path
+
+        image = _recorded(dag_id, run_id, uri)
+        source = storage_path(image.uri)
+        try:
+            handle = source.open("rb")  # type: ignore[no-untyped-call]
+        except FileNotFoundError:
+            raise HTTPException(status_code=404, detail="The image is no longer in storage") from None
+
+        def chunks() -> Iterator[bytes]:
+            with handle:
+                while chunk := handle.read(CHUNK_BYTES):
+                    yield chunk
+
+        name = _UNSAFE_IN_HEADER.sub("_", source.name)
+        headers = {**_FILE_HEADERS, "Content-Disposition": f'inline; filename="{name}"'}
+        with contextlib.suppress(Exception):  # a length is a courtesy (progress bars); streaming works without it
+            headers["Content-Length"] = str(int(source.stat().st_size))
+        return StreamingResponse(chunks(), media_type=_media_type(image.uri), headers=headers)
+
+    return app
+
+
+# --- the page -------------------------------------------------------------------------------------------------------
+
+
+def _facts(image: GalleryImage, measured: tuple[int, int, int] | None) -> list[str]:
+    """Size, model and cost of one image, as short labels."""
+    facts = []
+    if measured is not None:
+        width, height, size_bytes = measured
+        facts.append(f"{width} x {height} px · {size_bytes / 1_000_000:.1f} MB")
+    requested = " ".join(value for value in (image.resolution, image.aspect_ratio) if value)
+    if requested:
+        facts.append(requested)
+    facts.append(image.base_model or "default model")
+    if image.cost_usd is not None:
+        facts.append(f"${image.cost_usd:.3f}")
+    return facts
+
+
+def _card(image: GalleryImage) -> str:
+    from airflow_provider_phota.plugins.thumbnails import image_facts
+
+    query = urlencode({"uri": image.uri}, quote_via=quote)
+    where = image.task_id + (f" [{image.map_index}]" if image.map_index >= 0 else "")
+    prompt = image.prompt or f"({image.endpoint}: no prompt)"
+    measured = image_facts(image.uri)
+    facts = "".join(f"<li>{html.escape(fact)}</li>" for fact in _facts(image, measured))
+    picture = (
+        f'<a href="#view-{image.number}" title="Open the full image">'
+        f'<img src="thumbnail?{query}" alt="{html.escape(prompt)}" loading="lazy" decoding="async"></a>'
+        if measured is not None
+        else '<div class="missing">no longer in storage</div>'
+    )
+    return f"""
+<figure class="card" data-uri="{html.escape(image.uri)}">
+  {picture}
+  <figcaption>
+    <div class="task">#{image.number} · {html.escape(where)} · image {image.position + 1}</div>
+    <div class="prompt" title="{html.escape(prompt)}">{html.escape(prompt)}</div>
+    <ul class="facts">{facts}</ul>
+  </figcaption>
+</figure>"""
+
+
+def _viewer(image: GalleryImage) -> str:
+    """The full image, shown over the page when its card is clicked (CSS ``:target``: the Airflow UI's plugin
+    frame allows neither scripts from other origins nor pop-ups). Lazy, so hidden originals are never fetched."""
+    query = urlencode({"uri": image.uri}, quote_via=quote)
+    return f"""
+<div class="viewer" id="view-{image.number}">
+  <a class="backdrop" href="#" aria-label="Close"></a>
+  <figure>
+    <img src="image?{query}" alt="{html.escape(image.prompt or image.endpoint)}" loading="lazy">
+    <figcaption>#{image.number} · <a href="image?{query}" download>Download the original</a> ·
+      <a href="#">Close</a></figcaption>
+  </figure>
+</div>"""
+
+
+def render_page(
+    dag_id: str, run_id: str, images: list[GalleryImage], *, task_id: str | None, map_index: int | None
+) -> str:
+    """The gallery page: a header with the run and totals, then one card per image."""
+    scope = ""
+    if task_id:
+        scope = f" · task {html.escape(task_id)}" + (
+            f" [{map_index}]" if map_index is not None and map_index >= 0 else ""
+        )
+    costs = [image.cost_usd for image in images if image.cost_usd is not None]
+    total = f" · ${sum(costs):.2f} recorded cost" if costs else ""
+    count = f"{len(images)} image{'s' if len(images) != 1 else ''}"
+    viewers = "".join(_viewer(image) for image in images)
+    cards = "".join(_card(image) for image in images) or (
+        '<p class="empty">No Phota task of this run has recorded output files yet (only tasks with '
+        "<code>output_path</code> write files the gallery can show).</p>"
+    )
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Phota outputs · {html.escape(dag_id)}</title>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>
+  body {{ font: 14px/1.4 system-ui, sans-serif; margin: 16px; color: #1f2933; background: #fff; }}
+  header h1 {{ font-size: 18px; margin: 0 0 4px; }}
+  header p {{ margin: 0 0 16px; color: #52606d; }}
+  .grid {{ display: grid; grid-template-columns: repeat(auto-fill, minmax(240px, 1fr)); gap: 16px; }}
+  .card {{ margin: 0; border: 1px solid #d9e2ec; border-radius: 8px; overflow: hidden; background: #f8fafc; }}
+  .card img {{ display: block; width: 100%; aspect-ratio: 4 / 3; object-fit: cover; background: #e4e7eb; }}
+  figcaption {{ padding: 8px 10px; }}
+  .task {{ font-weight: 600; }}
+  .prompt {{ display: -webkit-box; -webkit-line-clamp: 3; -webkit-box-orient: vertical; overflow: hidden; }}
+  .facts {{ list-style: none; padding: 0; margin: 6px 0 0; color: #52606d; display: flex; flex-wrap: wrap;
+            gap: 4px 10px; }}
+  .empty {{ color: #52606d; }}
+  .viewer {{ display: none; position: fixed; inset: 0; z-index: 10; background: rgba(15, 23, 42, 0.88); }}
+  .viewer:target {{ display: flex; align-items: center; justify-content: center; }}
+  .viewer .backdrop {{ position: absolute; inset: 0; }}
+  .viewer figure {{ position: relative; margin: 0; text-align: center; color: #f8fafc; }}
+  .viewer img {{ max-width: 94vw; max-height: 86vh; display: block; margin: 0 auto 8px; }}
+  .viewer a {{ color: #bfdbfe; }}
+  .missing {{ aspect-ratio: 4 / 3; display: grid; place-items: center; color: #9aa5b1; background: #e4e7eb; }}
+</style></head>
+<body>
+<header><h1>Phota outputs</h1>
+<p>{html.escape(dag_id)} · {html.escape(run_id)}{scope} · {count}{total}</p></header>
+<main class="grid">{cards}</main>
+{viewers}
+</body></html>
+"""

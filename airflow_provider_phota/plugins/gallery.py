@@ -1,0 +1,82 @@
+"""The ``phota`` Airflow plugin: a "Phota outputs" tab on DAG-run and task-instance pages, served by a FastAPI app.
+
+Airflow 3.1 added ``fastapi_apps`` and ``external_views`` to plugins. On older versions (2.11, 3.0) this module
+still imports and the plugin still loads, with no app and no views, and says so once in the log: the provider's
+operators work there, only the gallery needs 3.1+.
+
+The app itself lives in :mod:`airflow_provider_phota.plugins.app` and is imported only where it can work.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from airflow.plugins_manager import AirflowPlugin
+
+log = logging.getLogger(__name__)
+
+URL_PREFIX = "/phota"
+"""Where the API server mounts the gallery app (``/phota/dags/<dag_id>/runs/<run_id>/...``)."""
+RUN_VIEW_ROUTE = "phota-outputs"
+"""The DAG-run tab: ``/dags/<dag_id>/runs/<run_id>/plugin/phota-outputs`` in the Airflow UI."""
+TASK_VIEW_ROUTE = "phota-task-outputs"
+"""The task-instance tab: ``/dags/<dag_id>/runs/<run_id>/tasks/<task_id>/plugin/phota-task-outputs``."""
+MINIMUM_AIRFLOW = "3.1.0"
+
+
+def gallery_supported(version: str | None = None) -> bool:
+    """Whether this Airflow (or ``version``) has FastAPI plugin apps and external views: 3.1.0 and later."""
+    from packaging.version import Version
+
+    if version is None:
+        from airflow import __version__
+
+        version = str(__version__)
+    return Version(Version(version).base_version) >= Version(MINIMUM_AIRFLOW)
+
+
+def gallery_views() -> list[dict[str, Any]]:
+    """The two tabs; the UI fills in ``{DAG_ID}``, ``{RUN_ID}``, ``{TASK_ID}`` and ``{MAP_INDEX}``."""
+    run_page = URL_PREFIX + "/dags/{DAG_ID}/runs/{RUN_ID}/gallery"
+    return [
+        {
+            "name": "Phota outputs",
+            "href": run_page,
+            "destination": "dag_run",
+            "url_route": RUN_VIEW_ROUTE,
+        },
+        {
+            "name": "Phota outputs",
+            "href": run_page + "?task_id={TASK_ID}&map_index={MAP_INDEX}",
+            "destination": "task_instance",
+            "url_route": TASK_VIEW_ROUTE,
+        },
+    ]
+
+
+def _components() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``(fastapi_apps, external_views)`` for this Airflow; two empty lists, with a log line, where unsupported."""
+    try:
+        supported = gallery_supported()
+    except Exception as error:  # an unparsable version string: treat as unsupported rather than fail the load
+        log.info("Phota gallery disabled: cannot read the Airflow version (%s)", error)
+        return [], []
+    if not supported:
+        log.info(
+            "Phota gallery disabled: it needs Airflow %s+ (FastAPI plugin apps and external views)", MINIMUM_AIRFLOW
+        )
+        return [], []
+    try:
+        from airflow_provider_phota.plugins.app import create_app
+    except ImportError as error:  # fastapi or Pillow missing from this environment
+        log.warning("Phota gallery disabled: %s", error)
+        return [], []
+    return [{"name": "phota-gallery", "app": create_app(), "url_prefix": URL_PREFIX}], gallery_views()
+
+
+class PhotaGalleryPlugin(AirflowPlugin):
+    """Thumbnails of the images a DAG run's Phota tasks wrote, inside the Airflow UI (Airflow 3.1+)."""
+
+    name = "phota"
+    fastapi_apps, external_views = _components()
