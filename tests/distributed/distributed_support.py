@@ -178,10 +178,13 @@ class MetadataDatabase:
         )
         return {(str(t), int(m)): (str(s), int(n), h) for t, m, s, n, h in rows}
 
-    def tries(self, dag_id: str, run_id: str, task_id: str, map_index: int) -> list[tuple[int, str, str | None]]:
-        """(try_number, state, hostname) of every earlier try (task_instance_history) and the current one."""
+    def tries(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int
+    ) -> list[tuple[int, str, str | None, float | None]]:
+        """(try_number, state, hostname, start time as epoch seconds) of every earlier try (task_instance_history)
+        and the current one."""
         history = self.rows(
-            "SELECT try_number, state, hostname FROM task_instance_history "
+            "SELECT try_number, state, hostname, extract(epoch FROM start_date) FROM task_instance_history "
             "WHERE dag_id = %s AND run_id = %s AND task_id = %s AND map_index = %s",
             dag_id,
             run_id,
@@ -189,14 +192,14 @@ class MetadataDatabase:
             map_index,
         )
         current = self.rows(
-            "SELECT try_number, state, hostname FROM task_instance "
+            "SELECT try_number, state, hostname, extract(epoch FROM start_date) FROM task_instance "
             "WHERE dag_id = %s AND run_id = %s AND task_id = %s AND map_index = %s",
             dag_id,
             run_id,
             task_id,
             map_index,
         )
-        return sorted((int(n), str(s), h) for n, s, h in [*history, *current])
+        return sorted((int(n), str(s), h, None if t is None else float(t)) for n, s, h, t in [*history, *current])
 
     def tables_containing(self, needle: str) -> dict[str, int]:
         """Table -> number of rows whose text form contains ``needle`` (as text, or hex-encoded as bytea shows it),

@@ -280,6 +280,7 @@ def test_batch_survives_killed_worker_and_triggerer(
     assert hold["job_id"] in emulator.jobs(), "the held try's job is not on the emulator"
     assert hold["hostname"] in WORKERS, hold
     killed_pids = airflow.kill(hold["hostname"])
+    worker_killed_at = time.time()
     assert hold["pid"] in killed_pids, (hold, killed_pids)
 
     # --- 2. Kill the triggerer holding the most deferred job waits ---------------------------------------------
@@ -361,6 +362,7 @@ def test_batch_survives_killed_worker_and_triggerer(
     assert first[2] == hold["hostname"], tries
     assert last[1] == "success", tries
     assert last[2] != hold["hostname"], tries
+    retried_after = tries[1][3] - worker_killed_at  # from the kill to the start of the retry
 
     # The faults landed: the emulator answered every injected 429 and 503.
     recorded = emulator.requests()
@@ -408,7 +410,7 @@ def test_batch_survives_killed_worker_and_triggerer(
         f"\ndistributed run: {ROWS} rows, {len(image_charges)} charged jobs, {len(profile_charges)} profile "
         f"training; {len(orphans)} orphaned waits adopted {adoption[0]}-{adoption[-1]} s after the triggerer kill, "
         f"{adoption[-1] + silent_at_kill:.1f} s after its last heartbeat (threshold "
-        f"{TRIGGERER_HEALTH_CHECK_THRESHOLD:.0f} s); faults answered {answered}; "
-        f"run {finished - started:.0f} s from the first health check, {time.monotonic() - started:.0f} s with "
-        f"the checks; killed {hold['hostname']} and {dead_triggerer}"
+        f"{TRIGGERER_HEALTH_CHECK_THRESHOLD:.0f} s); the killed try retried {retried_after:.0f} s after the worker "
+        f"kill; faults answered {answered}; run done {finished - started:.0f} s after the components started, "
+        f"checks done {time.monotonic() - started:.0f} s; killed {hold['hostname']} and {dead_triggerer}"
     )

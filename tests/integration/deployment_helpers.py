@@ -2,7 +2,9 @@
 
 ``airflow db migrate`` makes a sqlite database, then the API server (the task workers reach the execution API
 through it in Airflow 3), the scheduler (LocalExecutor), the triggerer and the DAG processor run as ``airflow ...``
-processes, each in a process group of its own and with its output in ``$AIRFLOW_HOME/<component>.out``. Nothing
+processes, each in a process group of its own and with its output in ``$AIRFLOW_HOME/<component>.out``. A caller
+may start other components instead (tests/distributed: two triggerers and two Celery workers on PostgreSQL), give
+single components environment of their own, and SIGKILL one with everything under it (``kill``). Nothing
 here imports Airflow: the deployment is driven over its REST API (the simple auth manager with every request
 admin, so no tokens) and stopped by signals.
 
