@@ -598,6 +598,7 @@ class EmulatorApp:
         app.router.add_delete(f"{admin}/faults", self.admin_clear_faults)
         app.router.add_get(f"{admin}/requests", self.admin_requests)
         app.router.add_get(f"{admin}/ledger", self.admin_ledger)
+        app.router.add_get(f"{admin}/jobs", self.admin_jobs)
         app.router.add_get(f"{admin}/callbacks", self.admin_callbacks)
         app.router.add_post(f"{admin}/reset", self.admin_reset)
         app.router.add_post(f"{admin}/advance", self.admin_advance)
@@ -1167,6 +1168,11 @@ class EmulatorApp:
         with self.state.lock:
             entries = [dataclasses.asdict(entry) for entry in self.state.ledger]
         return web.json_response({"charges": entries, "total_usd": self.state.total_charged()})
+
+    async def admin_jobs(self, request: web.Request) -> web.Response:
+        """The ``jobs`` view of the in-process API, for an emulator in another process."""
+        views = self.state.job_views()
+        return web.json_response({"jobs": [{"job_id": job_id, **view._asdict()} for job_id, view in views.items()]})
 
     async def admin_callbacks(self, request: web.Request) -> web.Response:
         with self.state.lock:

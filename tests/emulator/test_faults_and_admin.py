@@ -221,6 +221,17 @@ def test_admin_api_drives_the_same_state(emu: PhotaEmulator, api: Api) -> None:
     assert api.post("/generate", {"prompt": "x"}).status_code == 200  # credit is unlimited again
 
 
+def test_admin_jobs_is_the_jobs_view(emu: PhotaEmulator, api: Api) -> None:
+    body = {"prompt": "a lighthouse", "async": True, "response_mode": "urls", "client_request_id": "admin-jobs-1"}
+    job_id = api.post("/generate", body).json()["job_id"]
+    assert api.post("/generate", body).json()["job_id"] == job_id  # the same key: no second job
+    jobs = requests.get(emu.base_url + ADMIN + "/jobs", timeout=10).json()["jobs"]
+    assert [(job["job_id"], job["endpoint"], job["client_request_id"]) for job in jobs] == [
+        (job_id, "generate", "admin-jobs-1")
+    ]
+    assert jobs[0]["status"] == emu.jobs[job_id].status
+
+
 @pytest.mark.parametrize(
     ("path", "body"),
     [

@@ -2,7 +2,9 @@
 
 ``airflow db migrate`` makes a sqlite database, then the API server (the task workers reach the execution API
 through it in Airflow 3), the scheduler (LocalExecutor), the triggerer and the DAG processor run as ``airflow ...``
-processes, each in a process group of its own and with its output in ``$AIRFLOW_HOME/<component>.out``. Nothing
+processes, each in a process group of its own and with its output in ``$AIRFLOW_HOME/<component>.out``. A caller
+may start other components instead (tests/distributed: two triggerers and two Celery workers on PostgreSQL), give
+single components environment of their own, and SIGKILL one with everything under it (``kill``). Nothing
 here imports Airflow: the deployment is driven over its REST API (the simple auth manager with every request
 admin, so no tokens) and stopped by signals.
 
@@ -27,7 +29,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -87,7 +89,19 @@ class DeploymentError(AssertionError):
 class AirflowDeployment:
     """Airflow's components with a DAGs folder and extra environment (connections), and a REST client."""
 
-    def __init__(self, home: Path, dags_folder: Path, extra_env: Mapping[str, str], *, parallelism: int = 2) -> None:
+    def __init__(
+        self,
+        home: Path,
+        dags_folder: Path,
+        extra_env: Mapping[str, str],
+        *,
+        parallelism: int = 2,
+        components: Mapping[str, Sequence[str]] = COMPONENTS,
+        component_env: Mapping[str, Mapping[str, str]] | None = None,
+    ) -> None:
+        """``components``: name -> ``airflow`` arguments (default: one of each, LocalExecutor on sqlite; a caller
+        may start more, e.g. two triggerers and Celery workers, and set the database and executor in
+        ``extra_env``); ``component_env``: extra environment of single components (their hostnames, ports)."""
         self.home = home
         self.dags_folder = dags_folder
         self.marker = secrets.token_hex(16)
@@ -95,7 +109,10 @@ class AirflowDeployment:
         self.api_port = free_loopback_port(ports)
         self.base_url = f"http://127.0.0.1:{self.api_port}"
         self.env = self._environment(extra_env, parallelism, ports)
+        self.component_args = dict(components)
+        self.component_env = dict(component_env or {})
         self.components: dict[str, subprocess.Popen[bytes]] = {}
+        self.killed: set[str] = set()  # components SIGKILLed on purpose by the test (``kill``)
         self.known: dict[int, psutil.Process] = {}
         self.session = requests.Session()
         self.started_at = time.monotonic()
@@ -171,12 +188,12 @@ class AirflowDeployment:
         if migrated.returncode != 0:
             raise DeploymentError(f"`airflow db migrate` failed ({migrated.returncode}):\n{tail(migrate_log)}")
         self.mark("database migrated")
-        for name, arguments in COMPONENTS.items():
+        for name, arguments in self.component_args.items():
             with (self.home / f"{name}.out").open("wb") as output:
                 self.components[name] = subprocess.Popen(
                     [airflow, *arguments],
                     cwd=self.home,
-                    env=self.env,
+                    env={**self.env, **self.component_env.get(name, {})},
                     stdin=subprocess.DEVNULL,
                     stdout=output,
                     stderr=subprocess.STDOUT,
@@ -191,6 +208,25 @@ class AirflowDeployment:
                 root = psutil.Process(component.pid)
                 for process in [root, *root.children(recursive=True)]:
                     self.known.setdefault(process.pid, process)
+
+    def kill(self, name: str) -> list[int]:
+        """SIGKILL component ``name`` and every process under it at once, as if its machine died: no process gets
+        to clean up, report or hand anything over. Returns the process ids killed."""
+        self.track()
+        root = psutil.Process(self.components[name].pid)
+        victims = [root]
+        with contextlib.suppress(psutil.Error):
+            victims += root.children(recursive=True)
+        self.killed.add(name)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(root.pid, signal.SIGKILL)
+        for process in victims:  # task processes live in process groups of their own
+            with contextlib.suppress(psutil.Error):
+                process.kill()
+        psutil.wait_procs(victims, timeout=10)
+        self.components[name].wait(timeout=10)
+        self.mark(f"{name} SIGKILLed")
+        return [process.pid for process in victims]
 
     def leftovers(self) -> list[psutil.Process]:
         """Processes of the deployment still alive: known descendants, members of the components' process groups,
@@ -249,7 +285,7 @@ class AirflowDeployment:
     def diagnostics(self, lines: int = 40) -> str:
         """The recent output of every component and the newest task logs, for failure messages."""
         parts = [f"timeline (s since start): {self.timeline}"]
-        for name in COMPONENTS:
+        for name in self.component_args:
             parts += [f"--- {name} (last {lines} lines) ---", tail(self.home / f"{name}.out", lines)]
         logs = sorted((self.home / "logs").rglob("*.log*"), key=lambda path: path.stat().st_mtime)
         for path in logs[-4:]:
@@ -261,7 +297,7 @@ class AirflowDeployment:
 
     def check_alive(self) -> None:
         for name, component in self.components.items():
-            if component.poll() is not None:
+            if component.poll() is not None and name not in self.killed:
                 raise self.fail(f"airflow {name} exited with code {component.returncode}")
 
     def wait_for(self, what: str, probe: Callable[[], T | None], timeout: float, interval: float = 0.5) -> T:
