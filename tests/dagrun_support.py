@@ -26,7 +26,7 @@ def dag_bag(folder: Path, bundle: str = "dags-folder") -> Any:
     else:  # moved in 3.2
         from airflow.models.dagbag import DagBag
 
-    bag = DagBag(str(folder), include_examples=False)
+    bag = DagBag(str(folder))  # no Airflow examples: AIRFLOW__CORE__LOAD_EXAMPLES=False (tests/conftest.py)
     assert not bag.import_errors, bag.import_errors
     if AIRFLOW_2:
         bag.sync_to_db()
