@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from airflow_provider_phota import contract
+from airflow_provider_phota import contract, metrics
 from airflow_provider_phota._compat import BaseHook
 from airflow_provider_phota.contract import Endpoint, ImageResult, JobHandle, JobState, ProfileState, Violation
 from airflow_provider_phota.exceptions import (
@@ -166,13 +166,14 @@ class PhotaHook(BaseHook):
         try:
             from flask_appbuilder.fieldwidgets import BS3TextFieldWidget
             from flask_babel import lazy_gettext
-            from wtforms import FloatField, IntegerField
+            from wtforms import FloatField, IntegerField, StringField
             from wtforms.validators import Optional
         except ImportError:  # Airflow 3 without the FAB UI: the YAML metadata is what the UI reads.
             return {}
         widgets: dict[str, Any] = {}
         for name, spec in connection_type_info()["conn-fields"].items():
-            kind = IntegerField if "integer" in spec["schema"]["type"] else FloatField
+            types = spec["schema"]["type"]
+            kind = IntegerField if "integer" in types else StringField if "string" in types else FloatField
             widgets[name] = kind(
                 lazy_gettext(spec["label"]),
                 widget=BS3TextFieldWidget(),
@@ -272,7 +273,7 @@ class PhotaHook(BaseHook):
 
         existing = set(self.list_profile_ids(tag) if known_profile_ids is None else known_profile_ids)
         last_error: Exception | None = None
-        for attempt in self.settings.retry.attempts(self.log):
+        for attempt in self.settings.retry.attempts(self.log, tags=metrics.request_tags(request)):
             with attempt:
                 created: list[str] = []
                 if last_error is not None and not surely_not_processed(last_error):
@@ -345,7 +346,7 @@ class PhotaHook(BaseHook):
         """
         request = contract.delete_profile_request(_check_id("profile_id", profile_id, "delete_profile"))
         maybe_deleted = False
-        for attempt in self.settings.retry.attempts(self.log):
+        for attempt in self.settings.retry.attempts(self.log, tags=metrics.request_tags(request)):
             with attempt:
                 try:
                     self.client.send_once(request)

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import warnings
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,8 @@ import airflow_provider_phota
 from airflow_provider_phota.get_provider_info import connection_type_info, get_provider_info
 from airflow_provider_phota.hooks.phota import PhotaHook
 from airflow_provider_phota.hooks.retry import RetryPolicy
-from airflow_provider_phota.hooks.transport import CONNECTION_EXTRAS, ConnectionSettings
+from airflow_provider_phota.hooks.transport import CONNECTION_EXTRAS, ConnectionExtra, ConnectionSettings
+from airflow_provider_phota.pricing import LIST_PRICES, Rate
 
 AIRFLOW_DIR = Path(airflow.__file__).parent
 
@@ -127,11 +129,14 @@ def test_conn_fields_are_exactly_the_extras_the_hook_reads() -> None:
         "retry_wait": 14,
         "retry_max_wait": 15,
         "max_retry_after": 16,
+        "price_table": '{"images": {"flux-2": {"plain": 0.02, "with_identity": "0.03"}}}',
     }
     assert set(values) == declared
     settings = ConnectionSettings.from_connection(host=None, port=None, password="k", extras=values)
     assert (settings.timeout, settings.connect_timeout) == (11.0, 12.0)
     assert settings.retry == RetryPolicy(max_attempts=13, initial_wait=14.0, max_wait=15.0, max_retry_after=16.0)
+    assert settings.prices.images["flux-2"] == Rate(Decimal("0.02"), Decimal("0.03"))
+    assert settings.prices.images["enhance"] == LIST_PRICES.images["enhance"]  # the list prices stay
 
 
 def test_conn_field_defaults_match_the_hooks_defaults() -> None:
@@ -150,6 +155,8 @@ def test_conn_field_bounds_match_what_the_hook_accepts() -> None:
     """The form declares the same lower bound the hook enforces, so a UI that checks the schema refuses it first."""
     fields = connection_type_info()["conn-fields"]
     for name, extra in CONNECTION_EXTRAS.items():
+        if not isinstance(extra, ConnectionExtra):
+            continue  # price_table: JSON text, validated by the hook (tests/cost)
         bound = "exclusiveMinimum" if extra.above_minimum else "minimum"
         assert fields[name]["schema"][bound] == extra.minimum, name
         assert set(fields[name]["schema"]) == {"type", "default", bound}, name
@@ -175,11 +182,13 @@ def test_form_widgets_come_from_the_conn_fields(monkeypatch: pytest.MonkeyPatch)
 
     class FloatField(Field): ...
 
+    class StringField(Field): ...
+
     fakes = {
         "flask_appbuilder": types.ModuleType("flask_appbuilder"),
         "flask_appbuilder.fieldwidgets": types.SimpleNamespace(BS3TextFieldWidget=lambda: "widget"),
         "flask_babel": types.SimpleNamespace(lazy_gettext=lambda text: f"i18n:{text}"),
-        "wtforms": types.SimpleNamespace(IntegerField=IntegerField, FloatField=FloatField),
+        "wtforms": types.SimpleNamespace(IntegerField=IntegerField, FloatField=FloatField, StringField=StringField),
         "wtforms.validators": types.SimpleNamespace(Optional=lambda: "optional"),
     }
     for name, module in fakes.items():
@@ -195,6 +204,7 @@ def test_form_widgets_come_from_the_conn_fields(monkeypatch: pytest.MonkeyPatch)
         assert widget.kwargs["validators"] == ["optional"]
     assert isinstance(widgets["max_attempts"], IntegerField)
     assert isinstance(widgets["retry_wait"], FloatField)  # seconds may be fractional
+    assert isinstance(widgets["price_table"], StringField)  # JSON text
 
 
 def test_form_widgets_without_fab_are_empty(monkeypatch: pytest.MonkeyPatch) -> None:
