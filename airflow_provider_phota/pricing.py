@@ -54,7 +54,7 @@ TRAINING = "profiles/add"  # the "endpoint" of a training, next to the studio en
 DEFAULT_RESOLUTION = "1K"  # what /edit and /generate render without a resolution (api-decisions D14)
 DEFAULT_QUALITY = "auto"  # gpt-image-2 without a quality [BM]
 _FIXED_ENDPOINTS = (Endpoint.ENHANCE.value, Endpoint.REMIX.value)
-_USD = "a number of dollars >= 0, e.g. 0.12 or \"0.12\""
+_USD = 'a number of dollars >= 0, e.g. 0.12 or "0.12"'
 
 
 @dataclass(frozen=True)
