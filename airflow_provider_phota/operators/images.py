@@ -508,7 +508,7 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
         """
         from airflow_provider_phota.lineage import operator_lineage
 
-        return operator_lineage(self._lineage, self.hook.settings.base_url)
+        return operator_lineage(self._lineage, self.hook.settings.base_url if self._lineage else "")
 
     def _write_outputs(self, context: Context, result: ImageResult, ref: str) -> list[str]:
         """The one place outputs are written: decoded bytes (``response_mode="bytes"``) or a streamed download of

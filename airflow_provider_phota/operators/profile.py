@@ -149,7 +149,7 @@ class PhotaCreateProfileOperator(PhotaHookMixin, BaseOperator):
         """
         from airflow_provider_phota.lineage import operator_lineage
 
-        return operator_lineage(self._lineage, self.hook.settings.base_url)
+        return operator_lineage(self._lineage, self.hook.settings.base_url if self._lineage else "")
 
     def _warn_about_ineffective_arguments(self) -> None:
         if not self.wait_for_ready:
@@ -312,4 +312,4 @@ class PhotaDeleteProfileOperator(PhotaHookMixin, BaseOperator):
         """
         from airflow_provider_phota.lineage import operator_lineage
 
-        return operator_lineage(self._lineage, self.hook.settings.base_url)
+        return operator_lineage(self._lineage, self.hook.settings.base_url if self._lineage else "")

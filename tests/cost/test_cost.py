@@ -80,7 +80,8 @@ def test_identity_outputs_never_understate_the_bill() -> None:
 
 def test_an_unknown_rate_is_unknown_never_invented() -> None:
     cost = pricing.cost_of("generate", {"base_model": "flux-2"}, pricing.LIST_PRICES, count=1, known_subjects={})
-    assert cost.usd is None and cost.usd_float is None
+    assert cost.usd is None
+    assert cost.usd_float is None
     assert cost.basis == "unknown: no rate for 'flux-2/1K' in the price table"
     assert pricing.total([cost, pricing.training_cost("fast", pricing.LIST_PRICES)]) is None
 
@@ -120,7 +121,9 @@ def test_the_most_specific_rate_wins() -> None:
 )
 def test_a_bad_price_table_names_the_field(table: Any, field: str, message: str) -> None:
     _, problems = pricing.parse_price_table(table)
-    assert problems and problems[0].field == field and message in problems[0].message
+    assert problems
+    assert problems[0].field == field
+    assert message in problems[0].message
 
 
 def test_a_bad_price_table_extra_fails_the_hook_naming_the_field(phota_connection: Any) -> None:
@@ -138,14 +141,10 @@ def image_operators(profile_id: str) -> list[Any]:
     image = image_base64(64, 48)
     return [
         PhotaGenerateOperator(task_id="generate", prompt=f"[[{profile_id}]] at sea", num_output_images=3, **FAST),
-        PhotaGenerateOperator(
-            task_id="generate_flux", prompt="a lighthouse", base_model="flux-2", use_async_job=False
-        ),
+        PhotaGenerateOperator(task_id="generate_flux", prompt="a lighthouse", base_model="flux-2", use_async_job=False),
         PhotaEditOperator(task_id="edit", prompt="warmer", images=[image], profile_ids=[profile_id], **FAST),
         PhotaEnhanceOperator(task_id="enhance", image=image, num_output_images=2, **FAST),
-        PhotaRemixOperator(
-            task_id="remix", input_image=image, reference_image=image, profile_ids=[profile_id], **FAST
-        ),
+        PhotaRemixOperator(task_id="remix", input_image=image, reference_image=image, profile_ids=[profile_id], **FAST),
     ]
 
 
@@ -226,7 +225,7 @@ def test_a_bad_max_cost_usd_is_refused_like_every_argument(
     phota_emulator: PhotaEmulator, priced: str, value: Any
 ) -> None:
     operator = PhotaEnhanceOperator(task_id="e", image=image_base64(8, 8), max_cost_usd=value, **FAST)
-    with pytest.raises(AirflowFailException, match="max_cost_usd: .* \\(allowed: a number of dollars > 0"):
+    with pytest.raises(AirflowFailException, match=r"max_cost_usd: .* \(allowed: a number of dollars > 0"):
         operator.execute(context())
     assert phota_emulator.requests == []
 
