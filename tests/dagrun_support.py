@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -84,3 +86,28 @@ def asset_event_extras(dag_run: Any, uri: str) -> list[dict[str, Any]]:
             .filter(AssetModel.uri == uri, AssetEvent.source_run_id == dag_run.run_id)
         )
         return [dict(row.extra) for row in rows]
+
+
+@contextmanager
+def openlineage_to_file(path: Path, monkeypatch: Any) -> Iterator[Path]:
+    """The OpenLineage provider's listener, its file transport appending one event a line to ``path``.
+
+    The provider's plugin registers its listener when Airflow loads plugins with OpenLineage enabled (as here, when
+    no earlier test loaded them); otherwise one is registered for the block and removed after it.
+    """
+    from airflow.providers.openlineage.plugins.listener import OpenLineageListener
+    from airflow.sdk.listener import get_listener_manager
+
+    transport = {"type": "file", "log_file_path": str(path), "append": True}
+    monkeypatch.setenv("AIRFLOW__OPENLINEAGE__TRANSPORT", json.dumps(transport))
+    monkeypatch.setenv("AIRFLOW__OPENLINEAGE__NAMESPACE", "phota-tests")
+    manager = get_listener_manager()
+    registered = [plugin for plugin in manager.pm.get_plugins() if isinstance(plugin, OpenLineageListener)]
+    listener = None if registered else OpenLineageListener()
+    if listener is not None:
+        manager.add_listener(listener)
+    try:
+        yield path
+    finally:
+        if listener is not None:
+            manager.pm.unregister(listener)

@@ -21,27 +21,10 @@ DAG_ID = "phota_subject_pipeline"
 
 @pytest.fixture
 def lineage_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """The OpenLineage listener, registered for this test, with the file transport writing one event a line."""
-    from airflow.providers.openlineage.plugins.listener import OpenLineageListener
-    from airflow.sdk.listener import get_listener_manager
+    from dagrun_support import openlineage_to_file
 
-    path = tmp_path / "openlineage.jsonl"
-    monkeypatch.setenv(
-        "AIRFLOW__OPENLINEAGE__TRANSPORT", json.dumps({"type": "file", "log_file_path": str(path), "append": True})
-    )
-    monkeypatch.setenv("AIRFLOW__OPENLINEAGE__NAMESPACE", "phota-tests")
-    manager = get_listener_manager()
-    # The provider's plugin registers its listener when plugins load with OpenLineage enabled (as here, if this is
-    # the first test to load them); otherwise this test registers one for itself.
-    registered = [p for p in manager.pm.get_plugins() if isinstance(p, OpenLineageListener)]
-    listener = None if registered else OpenLineageListener()
-    if listener is not None:
-        manager.add_listener(listener)
-    try:
+    with openlineage_to_file(tmp_path / "openlineage.jsonl", monkeypatch) as path:
         yield path
-    finally:
-        if listener is not None:
-            manager.pm.unregister(listener)
 
 
 def complete_events(path: Path) -> dict[str, list[dict[str, Any]]]:
