@@ -96,7 +96,11 @@ def openlineage_to_file(path: Path, monkeypatch: Any) -> Iterator[Path]:
     no earlier test loaded them); otherwise one is registered for the block and removed after it.
     """
     from airflow.providers.openlineage.plugins.listener import OpenLineageListener
-    from airflow.sdk.listener import get_listener_manager
+
+    try:
+        from airflow.sdk.listener import get_listener_manager  # Airflow 3: the task SDK's listeners
+    except ImportError:  # Airflow 2.11
+        from airflow.listeners.listener import get_listener_manager
 
     transport = {"type": "file", "log_file_path": str(path), "append": True}
     monkeypatch.setenv("AIRFLOW__OPENLINEAGE__TRANSPORT", json.dumps(transport))

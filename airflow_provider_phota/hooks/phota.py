@@ -114,8 +114,10 @@ class PhotaHook(BaseHook):
     The connection keeps the API key as its password and the API origin as its host (empty means
     ``https://api.photalabs.com``; a host without a scheme means https; ``http://127.0.0.1:8089`` points at a
     local emulator). Extras tune timeouts (``timeout``, ``connect_timeout``) and retries (``max_attempts``,
-    ``retry_wait``, ``retry_max_wait``, ``max_retry_after``). An explicit argument wins over an extra, an extra
-    over the default; an extra out of its range fails with :class:`PhotaValidationError` naming it.
+    ``retry_wait``, ``retry_max_wait``, ``max_retry_after``), and ``price_table`` adds your rates to the list
+    prices (:mod:`airflow_provider_phota.pricing`; ``settings.prices`` is the result). An explicit argument wins
+    over an extra, an extra over the default; an extra out of its range fails with :class:`PhotaValidationError`
+    naming it.
 
     Calls are retried on 429, 500/502/503/504, connection errors (TLS included), timeouts and malformed answers
     (a create without a tag only where a resend cannot duplicate it); an error raised after several attempts

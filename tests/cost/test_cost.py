@@ -150,10 +150,11 @@ def image_operators(profile_id: str) -> list[Any]:
 
 @pytest.mark.parametrize("index", range(5), ids=["generate", "generate_flux_sync", "edit", "enhance", "remix"])
 def test_the_cost_of_each_image_operator_is_the_ledgers_charge(
-    phota_emulator: PhotaEmulator, ready_profile: str, index: int
+    phota_emulator: PhotaEmulator, ready_profile: str, index: int, capfd: pytest.CaptureFixture[str]
 ) -> None:
     operator = image_operators(ready_profile)[index]
     result = operator.execute(context(operator.task_id))
+    assert f"Cost: {result['cost_basis']}. Billing: {result['count']} output image(s)" in capfd.readouterr().out
     charged = ledger_usd(phota_emulator, "images")
     assert result["cost_usd"] is not None
     assert Decimal(str(result["cost_usd"])) == charged
@@ -184,6 +185,20 @@ def test_without_a_rate_the_cost_is_reported_unknown(phota_emulator: PhotaEmulat
     assert result["cost_usd"] is None
     assert result["cost_basis"] == "unknown: no rate for 'reve/1K' in the price table"
     assert len(phota_emulator.charges("images")) == 1  # the service charged; the provider does not guess how much
+
+
+@pytest.mark.usefixtures("airflow_db")
+def test_a_deferred_task_and_its_asset_event_carry_the_cost(
+    phota_emulator: PhotaEmulator, priced: str, tmp_path: Any
+) -> None:
+    from dagrun_support import asset_event_extras, return_value, run_dag
+
+    dag_run = run_dag("op_generate_deferrable", out=str(tmp_path / "out"), prompt="a lighthouse at dawn")
+    summary = return_value(dag_run, "generate")
+    assert Decimal(str(summary["cost_usd"])) == ledger_usd(phota_emulator, "images") == Decimal("0.10")
+    (extra,) = asset_event_extras(dag_run, "phota://tests/generated")
+    assert (extra["cost_usd"], extra["cost_basis"]) == (summary["cost_usd"], summary["cost_basis"])
+    assert summary["cost_basis"] == "2 x $0.05 (no identity) = $0.10 (nb2 rate)"
 
 
 # --- the guard ---------------------------------------------------------------------------------------------------
