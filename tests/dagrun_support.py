@@ -90,10 +90,10 @@ def asset_event_extras(dag_run: Any, uri: str) -> list[dict[str, Any]]:
 
 @contextmanager
 def openlineage_to_file(path: Path, monkeypatch: Any) -> Iterator[Path]:
-    """The OpenLineage provider's listener, its file transport appending one event a line to ``path``.
+    """A fresh OpenLineage listener for the block, its file transport appending one event a line to ``path``.
 
-    The provider's plugin registers its listener when Airflow loads plugins with OpenLineage enabled (as here, when
-    no earlier test loaded them); otherwise one is registered for the block and removed after it.
+    A listener the provider's plugin registered (when Airflow loaded plugins with OpenLineage enabled) keeps the
+    client it made first, writing where an earlier block said: it is set aside for the block and put back after.
     """
     from airflow.providers.openlineage.plugins.listener import OpenLineageListener
 
@@ -106,12 +106,14 @@ def openlineage_to_file(path: Path, monkeypatch: Any) -> Iterator[Path]:
     monkeypatch.setenv("AIRFLOW__OPENLINEAGE__TRANSPORT", json.dumps(transport))
     monkeypatch.setenv("AIRFLOW__OPENLINEAGE__NAMESPACE", "phota-tests")
     manager = get_listener_manager()
-    registered = [plugin for plugin in manager.pm.get_plugins() if isinstance(plugin, OpenLineageListener)]
-    listener = None if registered else OpenLineageListener()
-    if listener is not None:
-        manager.add_listener(listener)
+    earlier = [plugin for plugin in manager.pm.get_plugins() if isinstance(plugin, OpenLineageListener)]
+    for plugin in earlier:
+        manager.pm.unregister(plugin)
+    listener = OpenLineageListener()
+    manager.add_listener(listener)
     try:
         yield path
     finally:
-        if listener is not None:
-            manager.pm.unregister(listener)
+        manager.pm.unregister(listener)
+        for plugin in earlier:
+            manager.add_listener(plugin)
