@@ -43,6 +43,7 @@ __all__ = [
     "Cost",
     "PriceTable",
     "Rate",
+    "combined",
     "cost_of",
     "estimate_worst_case",
     "parse_price_table",
@@ -301,6 +302,20 @@ def total(costs: Iterable[Cost]) -> Decimal | None:
     if any(amount is None for amount in amounts):
         return None
     return sum((amount for amount in amounts if amount is not None), Decimal(0))
+
+
+def combined(costs: Iterable[Cost], *, endpoint: str = "batch") -> Cost:
+    """One :class:`Cost` for many (the rows of a batch): the total, or unknown with the first unknown row's rate key,
+    so ``limit_refusal(combined(estimates), limit, scope="this batch of 20 rows")`` guards a whole batch."""
+    items = list(costs)
+    amount = total(items)
+    count, with_identity = sum(c.count for c in items), sum(c.with_identity for c in items)
+    unknown = [c for c in items if c.usd is None]
+    if unknown:
+        basis = f"unknown: {len(unknown)} of {len(items)} request(s) have no rate ({unknown[0].rate_key!r} first)"
+        return Cost(endpoint, None, basis, count, with_identity, unknown[0].rate_key)
+    assert amount is not None
+    return Cost(endpoint, amount, f"{len(items)} request(s), {count} output(s) = {usd(amount)}", count, with_identity)
 
 
 # --- the guard ---------------------------------------------------------------------------------------------------

@@ -86,6 +86,22 @@ def test_an_unknown_rate_is_unknown_never_invented() -> None:
     assert pricing.total([cost, pricing.training_cost("fast", pricing.LIST_PRICES)]) is None
 
 
+def test_a_batch_is_guarded_as_one() -> None:
+    prices = pricing.LIST_PRICES
+    rows = [{"num_output_images": 2}, {"num_output_images": 4}]
+    estimates = [pricing.estimate_worst_case("enhance", row, prices) for row in rows]
+    batch = pricing.combined(estimates)
+    assert (batch.usd, batch.count, batch.with_identity) == (Decimal("0.90"), 6, 6)
+    assert pricing.limit_refusal(batch, Decimal("0.90"), scope="this batch of 2 rows") is None
+    refusal = pricing.limit_refusal(batch, Decimal("0.89"), scope="this batch of 2 rows")
+    assert refusal is not None
+    assert refusal.startswith("The worst-case cost of this batch of 2 rows is $0.90")
+    unknown = pricing.combined([*estimates, pricing.estimate_worst_case("generate", {"base_model": "reve"}, prices)])
+    assert unknown.usd is None
+    assert unknown.rate_key == "reve/1K"
+    assert "unknown" in (pricing.limit_refusal(unknown, Decimal(100), scope="this batch of 3 rows") or "")
+
+
 def test_the_most_specific_rate_wins() -> None:
     table, problems = pricing.parse_price_table(
         {
