@@ -23,6 +23,7 @@ if TYPE_CHECKING:
         ObjectStoragePath,
         PokeReturnValue,
     )
+    from airflow.sdk._shared.observability.metrics.stats import Stats
     from airflow.sdk.exceptions import (
         AirflowException,
         AirflowFailException,
@@ -55,6 +56,7 @@ __all__ = [
     "Context",
     "ObjectStoragePath",
     "PokeReturnValue",
+    "Stats",  # common-compat: airflow.sdk.observability.stats (3.2+), airflow.observability.stats, airflow.stats (2.x)
     "TaskDeferred",
     "TriggerEvent",
 ]

@@ -52,6 +52,12 @@ def raise_if_invalid(violations: Sequence[Violation], context: str) -> None:
         raise PhotaValidationError(violations, context=context)
 
 
+class PhotaCostLimitError(PhotaError):
+    """A task's worst-case cost is above its ``max_cost_usd``, or unknown while a limit is set; nothing was sent."""
+
+    retry_task = False
+
+
 class PhotaAPIError(PhotaError):
     """The API answered with an error status."""
 

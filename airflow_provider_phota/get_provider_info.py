@@ -55,6 +55,12 @@ def connection_type_info() -> dict[str, Any]:
             "max_retry_after": _numeric_field(
                 "Max Retry-After (s)", 120.0, "Cap on a 429's Retry-After (>= 0).", minimum=0
             ),
+            "price_table": {
+                "label": "Price table (JSON)",
+                "schema": {"type": ["string", "null"], "default": None},
+                "description": 'Your rates over the list prices, e.g. {"images": {"nb2": {"plain": 0.05, '
+                '"with_identity": 0.08}}}; see the README, "Cost control".',
+            },
         },
         "ui-field-behaviour": {
             "hidden-fields": ["schema", "login"],

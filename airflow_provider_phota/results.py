@@ -1,7 +1,7 @@
 """The XCom results of the Phota operators and the sensor: one ``TypedDict`` per operator, every key always present.
 
 Downstream tasks read them by key, e.g. ``create.output["profile_id"]`` or ``summary["output_uris"]``. A key that does
-not apply holds ``None`` or ``[]``, never goes missing. Image bytes never go to XCom: only ids, URIs and counts.
+not apply holds ``None`` or ``[]``, never goes missing. Image bytes never go to XCom: only ids, URIs, counts, costs.
 
 This module imports nothing but ``typing``, so DAG files and type checkers can use it for free.
 """
@@ -33,6 +33,11 @@ class ImageOperatorResult(TypedDict):
     """The files written under ``output_path`` (``file://`` URIs for local paths); ``[]`` without it."""
     download_urls: list[str]
     """The signed URLs of the images (they expire after 24 hours); ``[]`` when ``output_path`` is set."""
+    cost_usd: float | None
+    """What the images cost in dollars (count x rate, at the identity rate where ``known_subjects`` recognised a
+    profile); ``None`` when the price table has no rate for the request (see ``cost_basis``)."""
+    cost_basis: str
+    """How ``cost_usd`` was computed, e.g. ``"2 x $0.15 (identity recognised) = $0.30 (enhance rate)"``."""
 
 
 class ProfileStatusResult(TypedDict):
@@ -52,6 +57,10 @@ class CreateProfileResult(ProfileStatusResult):
     training_tier: str
     reused: bool
     """``True`` when an existing profile of the tag was reused, so no new training was paid for."""
+    cost_usd: float | None
+    """What the training cost in dollars (``0.0`` when reused); ``None`` when the price table has no price."""
+    cost_basis: str
+    """How ``cost_usd`` was computed, e.g. ``"1 profile x $2.90 (standard training)"``."""
 
 
 class DeleteProfileResult(TypedDict):

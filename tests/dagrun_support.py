@@ -6,6 +6,8 @@ The same tests run on every supported Airflow (scripts/test-matrix); what differ
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from functools import cache
 from pathlib import Path
@@ -128,3 +130,38 @@ def asset_event_extras(dag_run: Any, uri: str) -> list[dict[str, Any]]:
             .filter(AssetModel.uri == uri, AssetEvent.source_run_id == dag_run.run_id)
         )
         return [dict(row.extra) for row in rows]
+
+
+@contextmanager
+def openlineage_to_file(path: Path, monkeypatch: Any) -> Iterator[Path]:
+    """A fresh OpenLineage listener for the block, its file transport appending one event a line to ``path``.
+
+    The listener managers are made (which loads Airflow's plugins) before OpenLineage is configured, so the
+    provider's plugin, which registers its listeners only if OpenLineage is enabled when it is imported, leaves
+    none behind to emit in later tests. One that an earlier import did register keeps the client it made first,
+    writing where that configuration said: it is set aside for the block and put back after.
+    """
+    from airflow.listeners.listener import get_listener_manager as core_listener_manager
+    from airflow.providers.openlineage.plugins.listener import OpenLineageListener
+
+    try:
+        from airflow.sdk.listener import get_listener_manager  # Airflow 3: the task SDK's listeners
+    except ImportError:  # Airflow 2.11
+        get_listener_manager = core_listener_manager
+
+    core_listener_manager()
+    manager = get_listener_manager()
+    transport = {"type": "file", "log_file_path": str(path), "append": True}
+    monkeypatch.setenv("AIRFLOW__OPENLINEAGE__TRANSPORT", json.dumps(transport))
+    monkeypatch.setenv("AIRFLOW__OPENLINEAGE__NAMESPACE", "phota-tests")
+    earlier = [plugin for plugin in manager.pm.get_plugins() if isinstance(plugin, OpenLineageListener)]
+    for plugin in earlier:
+        manager.pm.unregister(plugin)
+    listener = OpenLineageListener()
+    manager.add_listener(listener)
+    try:
+        yield path
+    finally:
+        manager.pm.unregister(listener)
+        for plugin in earlier:
+            manager.add_listener(plugin)

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from airflow_provider_phota import contract
+from airflow_provider_phota import contract, metrics
 from airflow_provider_phota._compat import BaseHook
 from airflow_provider_phota.contract import Endpoint, ImageResult, JobHandle, JobState, ProfileState, Violation
 from airflow_provider_phota.exceptions import (
@@ -115,8 +115,10 @@ class PhotaHook(BaseHook):
     The connection keeps the API key as its password and the API origin as its host (empty means
     ``https://api.photalabs.com``; a host without a scheme means https; ``http://127.0.0.1:8089`` points at a
     local emulator). Extras tune timeouts (``timeout``, ``connect_timeout``) and retries (``max_attempts``,
-    ``retry_wait``, ``retry_max_wait``, ``max_retry_after``). An explicit argument wins over an extra, an extra
-    over the default; an extra out of its range fails with :class:`PhotaValidationError` naming it.
+    ``retry_wait``, ``retry_max_wait``, ``max_retry_after``), and ``price_table`` adds your rates to the list
+    prices (:mod:`airflow_provider_phota.pricing`; ``settings.prices`` is the result). An explicit argument wins
+    over an extra, an extra over the default; an extra out of its range fails with :class:`PhotaValidationError`
+    naming it.
 
     Calls are retried on 429, 500/502/503/504, connection errors (TLS included), timeouts and malformed answers
     (a create without a tag only where a resend cannot duplicate it); an error raised after several attempts
@@ -177,7 +179,7 @@ class PhotaHook(BaseHook):
         except ImportError:  # Airflow 3 without the FAB UI: the YAML metadata is what the UI reads.
             return {}
 
-        def in_range(name: str) -> Any:
+        def checked_by_the_hook(name: str) -> Any:
             def check(form: Any, field: Any) -> None:
                 checked = CONNECTION_EXTRAS[name].read(name, field.data)
                 if isinstance(checked, Violation):
@@ -189,7 +191,7 @@ class PhotaHook(BaseHook):
             name: StringField(
                 lazy_gettext(spec["label"]),
                 widget=BS3TextFieldWidget(),
-                validators=[Optional(), in_range(name)],
+                validators=[Optional(), checked_by_the_hook(name)],
                 description=spec.get("description", ""),
             )
             for name, spec in connection_type_info()["conn-fields"].items()
@@ -286,7 +288,7 @@ class PhotaHook(BaseHook):
 
         existing = set(self.list_profile_ids(tag) if known_profile_ids is None else known_profile_ids)
         last_error: Exception | None = None
-        for attempt in self.settings.retry.attempts(self.log):
+        for attempt in self.settings.retry.attempts(self.log, tags=metrics.request_tags(request)):
             with attempt:
                 created: list[str] = []
                 if last_error is not None and not surely_not_processed(last_error):
@@ -359,7 +361,7 @@ class PhotaHook(BaseHook):
         """
         request = contract.delete_profile_request(_check_id("profile_id", profile_id, "delete_profile"))
         maybe_deleted = False
-        for attempt in self.settings.retry.attempts(self.log):
+        for attempt in self.settings.retry.attempts(self.log, tags=metrics.request_tags(request)):
             with attempt:
                 try:
                     self.client.send_once(request)

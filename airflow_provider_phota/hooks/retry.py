@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
 import tenacity
 
+from airflow_provider_phota import metrics
 from airflow_provider_phota.contract import Violation
 from airflow_provider_phota.exceptions import PhotaError, PhotaRateLimitError, PhotaValidationError, is_retryable
 
@@ -68,9 +69,15 @@ class RetryPolicy:
         return random.uniform(self.initial_wait / 2, max(ceiling, self.initial_wait / 2))
 
     def _tenacity_kwargs(
-        self, retry_if: Callable[[BaseException], bool], log: Log, *, attempts_done: int = 0
+        self,
+        retry_if: Callable[[BaseException], bool],
+        log: Log,
+        *,
+        attempts_done: int = 0,
+        tags: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        """tenacity's settings for the policy; ``attempts_done`` attempts already ran outside tenacity."""
+        """tenacity's settings for the policy; ``attempts_done`` attempts already ran outside tenacity. Each retry
+        counts in the ``phota.request_retries`` metric, with ``tags``."""
 
         def wait(state: tenacity.RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome else None
@@ -81,6 +88,7 @@ class RetryPolicy:
             message = "Phota call failed (attempt %d of %d): %s; retrying in %.1f s"
             attempt = state.attempt_number + attempts_done
             log.warning(message, attempt, self.max_attempts, error, state.upcoming_sleep)
+            metrics.incr(metrics.REQUEST_RETRIES, 1, tags)
 
         return {
             "stop": tenacity.stop_after_attempt(self.max_attempts - attempts_done),
@@ -90,9 +98,17 @@ class RetryPolicy:
             "reraise": True,
         }
 
-    def call(self, attempt: Callable[[], T], log: Log, retry_if: Callable[[BaseException], bool] = is_retryable) -> T:
-        """Run ``attempt`` under the policy; a failure ``retry_if`` accepts is retried after a backoff."""
-        retrying = tenacity.Retrying(**self._tenacity_kwargs(retry_if, log))
+    def call(
+        self,
+        attempt: Callable[[], T],
+        log: Log,
+        retry_if: Callable[[BaseException], bool] = is_retryable,
+        *,
+        tags: Mapping[str, str] | None = None,
+    ) -> T:
+        """Run ``attempt`` under the policy; a failure ``retry_if`` accepts is retried after a backoff. ``tags``
+        label the retry metric (:func:`airflow_provider_phota.metrics.request_tags`)."""
+        retrying = tenacity.Retrying(**self._tenacity_kwargs(retry_if, log, tags=tags))
         try:
             return retrying(attempt)
         except PhotaError as error:
@@ -100,7 +116,12 @@ class RetryPolicy:
             raise
 
     async def acall(
-        self, attempt: Callable[[], Awaitable[T]], log: Log, retry_if: Callable[[BaseException], bool] = is_retryable
+        self,
+        attempt: Callable[[], Awaitable[T]],
+        log: Log,
+        retry_if: Callable[[BaseException], bool] = is_retryable,
+        *,
+        tags: Mapping[str, str] | None = None,
     ) -> T:
         """:meth:`call` for coroutines: the same policy, sleeping with ``asyncio.sleep``.
 
@@ -116,8 +137,9 @@ class RetryPolicy:
             seconds = self.wait_seconds(1, error)
             message = "Phota call failed (attempt %d of %d): %s; retrying in %.1f s"
             log.warning(message, 1, self.max_attempts, error, seconds)
+            metrics.incr(metrics.REQUEST_RETRIES, 1, tags)
         await asyncio.sleep(seconds)
-        retrying = tenacity.AsyncRetrying(**self._tenacity_kwargs(retry_if, log, attempts_done=1))
+        retrying = tenacity.AsyncRetrying(**self._tenacity_kwargs(retry_if, log, attempts_done=1, tags=tags))
         try:
             return await retrying(attempt)
         except PhotaError as error:
@@ -125,12 +147,16 @@ class RetryPolicy:
             raise
 
     def attempts(
-        self, log: Log, retry_if: Callable[[BaseException], bool] = is_retryable
+        self,
+        log: Log,
+        retry_if: Callable[[BaseException], bool] = is_retryable,
+        *,
+        tags: Mapping[str, str] | None = None,
     ) -> Iterator[tenacity.AttemptManager]:
         """The policy as tenacity's loop, for calls that keep state from one attempt to the next: each item is a
         context manager around one attempt (``for attempt in policy.attempts(log): with attempt: ...``); an
         exception ends the attempt, and the loop decides whether another one follows."""
-        retrying = tenacity.Retrying(**self._tenacity_kwargs(retry_if, log))
+        retrying = tenacity.Retrying(**self._tenacity_kwargs(retry_if, log, tags=tags))
         try:
             yield from retrying
         except PhotaError as error:

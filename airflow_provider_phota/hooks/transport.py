@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
+from airflow_provider_phota import metrics
 from airflow_provider_phota.contract import (
     API_KEY_HEADER,
     API_PREFIX,
@@ -41,6 +42,7 @@ from airflow_provider_phota.exceptions import (
     is_retryable,
 )
 from airflow_provider_phota.hooks.retry import Log, RetryPolicy
+from airflow_provider_phota.pricing import LIST_PRICES, PriceTable, parse_price_table
 
 if TYPE_CHECKING:
     import ssl
@@ -100,14 +102,31 @@ class ConnectionExtra:
         return int(number) if self.integer else float(number)
 
 
+@dataclass(frozen=True)
+class PriceTableExtra:
+    """The ``price_table`` extra: the user's rates (:mod:`airflow_provider_phota.pricing`) over the list prices."""
+
+    setting: str = "prices"
+
+    def read(self, label: str, value: Any) -> PriceTable | Violation:
+        """The list prices with the table on top, or the first problem (naming its place in the table)."""
+        table, problems = parse_price_table(value)
+        if not problems:
+            return LIST_PRICES.merged(table)
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        return Violation(label.replace("price_table", first.field, 1), first.message + more, first.allowed)
+
+
 # The extras a connection may set; the provider info's ``conn-fields`` declare the same names.
-CONNECTION_EXTRAS: dict[str, ConnectionExtra] = {
+CONNECTION_EXTRAS: dict[str, ConnectionExtra | PriceTableExtra] = {
     "timeout": ConnectionExtra("timeout", 0, above_minimum=True),
     "connect_timeout": ConnectionExtra("connect_timeout", 0, above_minimum=True),
     "max_attempts": ConnectionExtra("max_attempts", 1, integer=True),
     "retry_wait": ConnectionExtra("initial_wait", 0),
     "retry_max_wait": ConnectionExtra("max_wait", 0),
     "max_retry_after": ConnectionExtra("max_retry_after", 0),
+    "price_table": PriceTableExtra(),
 }
 RETRY_EXTRAS = frozenset({"max_attempts", "retry_wait", "retry_max_wait", "max_retry_after"})
 
@@ -122,6 +141,7 @@ class ConnectionSettings:
     timeout: float = SERVER_TIME_CAP_SECONDS + 60.0
     connect_timeout: float = 10.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    prices: PriceTable = LIST_PRICES  # the list prices, with the connection's price_table extra on top
 
     @classmethod
     def from_connection(
@@ -196,6 +216,8 @@ def interpret(request: ApiRequest, status: int, headers: Mapping[str, str], cont
                 path=request.path,
                 request_id=request_id,
             ) from None
+    if status == 429:
+        metrics.incr(metrics.RATE_LIMITED, 1, metrics.request_tags(request))
     try:
         body: Any = json.loads(content) if content else None
     except ValueError:
@@ -292,7 +314,12 @@ class SyncClient:
         retry_if: Callable[[BaseException], bool] = is_retryable,
     ) -> T:
         """Send with the retry policy; ``parse`` runs inside each attempt, so a malformed body is retried too."""
-        return self.settings.retry.call(lambda: parsed(request, self.send_once(request), parse), self.log, retry_if)
+        return self.settings.retry.call(
+            lambda: parsed(request, self.send_once(request), parse),
+            self.log,
+            retry_if,
+            tags=metrics.request_tags(request),
+        )
 
     def send_once(self, request: ApiRequest) -> ApiResponse:
         """One attempt, without the retry policy: the answer, or the typed error."""
@@ -325,7 +352,7 @@ class SyncClient:
                     _require_image(request, response.headers, None)
                     return consume(response.iter_content(chunk_size=DOWNLOAD_CHUNK_BYTES))
 
-        return self.settings.retry.call(attempt, self.log)
+        return self.settings.retry.call(attempt, self.log, tags=metrics.request_tags(request))
 
     @contextmanager
     def _translate_errors(self, request: ApiRequest, url: str, started: float) -> Iterator[None]:
@@ -529,7 +556,7 @@ class AsyncClient:
         async def attempt() -> T:
             return parsed(request, await self.send_once(request), parse)
 
-        return await self.settings.retry.acall(attempt, self.log, retry_if)
+        return await self.settings.retry.acall(attempt, self.log, retry_if, tags=metrics.request_tags(request))
 
     async def send_once(self, request: ApiRequest) -> ApiResponse:
         """One attempt, without the retry policy: the answer, or the typed error."""

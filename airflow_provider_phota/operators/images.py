@@ -46,7 +46,7 @@ from airflow_provider_phota.contract import (
     image_format,
 )
 from airflow_provider_phota.events import EVENT_ERROR, error_is_retryable
-from airflow_provider_phota.exceptions import PhotaJobFailedError, PhotaValidationError
+from airflow_provider_phota.exceptions import PhotaCostLimitError, PhotaJobFailedError, PhotaValidationError
 from airflow_provider_phota.operators.base import (
     DEFAULT_CONN_ID,
     PhotaHookMixin,
@@ -62,6 +62,8 @@ from airflow_provider_phota.waiting import DEFER_TIMEOUT_GRACE_SECONDS
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
+    from airflow_provider_phota.lineage import LineageRecord
+    from airflow_provider_phota.pricing import Cost
     from airflow_provider_phota.results import ImageOperatorResult
 
 DEFAULT_POLL_INTERVAL = 5.0
@@ -160,8 +162,10 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
         "output_format",
         "response_mode",
         "client_request_id",
+        "max_cost_usd",
     )
     ui_color = "#ddd6fe"
+    _lineage: LineageRecord | None = None  # what the task read and wrote, for OpenLineage
 
     def __init__(
         self,
@@ -174,6 +178,7 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         timeout: float = DEFAULT_JOB_TIMEOUT,
         client_request_id: str | None = None,
+        max_cost_usd: float | str | None = None,
         phota_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
@@ -186,15 +191,20 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
         self.poll_interval = poll_interval
         self.timeout = timeout
         self.client_request_id = client_request_id
+        self.max_cost_usd = max_cost_usd
         self.phota_conn_id = phota_conn_id
 
     # --- request ----------------------------------------------------------------------------------------------
 
     def _operator_violations(self) -> list[Violation]:
         """What is wrong with the operator's own arguments (the API's fields are checked by the contract)."""
+        from airflow_provider_phota.pricing import parse_limit
         from airflow_provider_phota.storage import validate_output_folder
 
         problems = []
+        limit = parse_limit("max_cost_usd", self.max_cost_usd)
+        if isinstance(limit, Violation):
+            problems.append(limit)
         if not isinstance(self.use_async_job, bool):
             problems.append(Violation("use_async_job", f"{self.use_async_job!r} is not a boolean", "True, False"))
         if self.use_async_job is not False and self.response_mode not in (None, "urls"):
@@ -295,6 +305,23 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
             raise PhotaValidationError(problems, context=type(self).__name__)
         return options, key
 
+    def check_cost_limit(self, options: Mapping[str, Any]) -> Cost | None:
+        """With ``max_cost_usd``, refuse a request whose worst-case cost (every output with identity) is above it,
+        or unknown, before anything is sent: :class:`PhotaCostLimitError`. Returns the estimate (``None`` without
+        a limit). ``options`` come from :meth:`prepare_request`, which has validated ``max_cost_usd``."""
+        from airflow_provider_phota.pricing import estimate_worst_case, limit_refusal, parse_limit, usd
+
+        limit = parse_limit("max_cost_usd", self.max_cost_usd)
+        if limit is None or isinstance(limit, Violation):
+            return None
+        estimate = estimate_worst_case(self.endpoint, options, self.hook.settings.prices)
+        refusal = limit_refusal(estimate, limit, where=f"connection {self.phota_conn_id!r}")
+        if refusal:
+            raise PhotaCostLimitError(refusal)
+        assert estimate.usd is not None  # an unknown cost is refused
+        self.log.info("Worst-case cost %s fits max_cost_usd %s (%s)", usd(estimate.usd), usd(limit), estimate.basis)
+        return estimate
+
     def _warn_about_ineffective_arguments(self) -> None:
         if self.use_async_job is False:
             warn_unused_wait_arguments(
@@ -311,6 +338,7 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
         self._warn_about_ineffective_arguments()
         with fail_fast_on_permanent_errors():
             options, key = self.prepare_request(context)
+            self.check_cost_limit(options)
             if key is None:
                 self.log.info("Sending a synchronous /%s request", self.endpoint.value)
                 result = self.hook.run_image(self.endpoint, options)
@@ -410,13 +438,25 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
     def _deliver(
         self, context: Context, result: ImageResult, *, job_id: str | None, client_request_id: str | None
     ) -> ImageOperatorResult:
-        with_identity = sum(result.known_subjects.values())
+        from airflow_provider_phota import metrics
+        from airflow_provider_phota.pricing import cost_of
+
+        request = self._raw_options()
+        cost = cost_of(
+            self.endpoint,
+            request,
+            self.hook.settings.prices,
+            count=result.count,
+            known_subjects=result.known_subjects,
+        )
         self.log.info(
-            "Billing: %d output image(s); identity recognised %d time(s): %s",
+            "Cost: %s. Billing: %d output image(s); identity recognised %d time(s): %s",
+            cost.basis,
             result.count,
-            with_identity,
+            sum(result.known_subjects.values()),
             result.known_subjects or "none",
         )
+        metrics.record_images(self.endpoint.value, request, result.count, cost.usd)
         if self.output_path is None:
             self.log.warning(URL_LIFETIME_WARNING)
             output_uris, download_urls = [], list(result.download_urls)
@@ -432,10 +472,43 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
             "known_subjects": dict(result.known_subjects),
             "output_uris": output_uris,
             "download_urls": download_urls,
+            **cost.as_extra(),  # type: ignore[typeddict-item]
         }
         extra = {key: value for key, value in summary.items() if key != "download_urls"}
         record_asset_events(context, list(self.outlets), extra)
+        self._lineage = self._lineage_record(request, summary, cost)
         return summary
+
+    def _lineage_record(self, request: Mapping[str, Any], summary: ImageOperatorResult, cost: Cost) -> LineageRecord:
+        """Inputs (image URLs without their query, storage URIs, base64 by hash; the profiles used), outputs (the
+        written files, else the download URLs without their tokens) and the run facet of this task."""
+        from airflow_provider_phota import lineage, metrics
+
+        record = lineage.LineageRecord()
+        for name in contract.IMAGE_FIELDS[self.endpoint]:
+            value = request.get(name)
+            items = value if isinstance(value, list) else [value] if value is not None else []
+            for index, item in enumerate(items):
+                kind = classify_image(name if name != "images" else f"images[{index}]", item)
+                if not isinstance(kind, Violation):
+                    record.inputs.append(lineage.image_input_dataset(*kind))
+        profile_ids = request.get("profile_ids") if self.endpoint is not Endpoint.GENERATE else None
+        record.profiles_used = contract.referenced_profiles(request.get("prompt"), profile_ids)
+        record.outputs += [lineage.storage_dataset(uri) for uri in summary["output_uris"]]
+        record.outputs += [lineage.url_dataset(url) for url in summary["download_urls"]]
+        base_model = metrics.studio_tags(self.endpoint.value, request).get("base_model")
+        record.run = lineage.image_run_facts(summary, base_model, cost.with_identity)
+        return record
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The OpenLineage provider's hook: this task's inputs, outputs and ``phota`` run facet
+        (:mod:`airflow_provider_phota.lineage`). Called only where that provider is installed.
+
+        :param task_instance: the finished task instance (unused: the task noted what it did while it ran).
+        """
+        from airflow_provider_phota.lineage import operator_lineage
+
+        return operator_lineage(self._lineage, self.hook.settings.base_url if self._lineage else "")
 
     def _write_outputs(self, context: Context, result: ImageResult, ref: str) -> list[str]:
         """The one place outputs are written: decoded bytes (``response_mode="bytes"``) or a streamed download of
@@ -476,6 +549,10 @@ _COMMON_ARGUMENTS = """
     :param client_request_id: the idempotency key to submit instead of the one derived from the DAG run, task, map
         index and request (1-128 characters of ``A-Z a-z 0-9 . _ : -``; templated). Only with
         ``use_async_job=True``.
+    :param max_cost_usd: the most this task may spend, in dollars (templated). Before the first request, the
+        worst-case cost (every output with identity, priced from the connection's price table) must fit, else the
+        task fails without retries and nothing is sent; a request whose rate is unknown is refused. ``None``
+        (default): no limit.
     :param phota_conn_id: the Phota connection (default ``phota_default``; templated).
 """
 _MODEL_ARGUMENTS = """

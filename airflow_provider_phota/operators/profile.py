@@ -10,7 +10,8 @@ from airflow.providers.common.compat.sdk import conf
 
 from airflow_provider_phota import contract
 from airflow_provider_phota._compat import AirflowException, BaseOperator, Context
-from airflow_provider_phota.exceptions import PhotaValidationError, raise_if_invalid
+from airflow_provider_phota.contract import Violation
+from airflow_provider_phota.exceptions import PhotaCostLimitError, PhotaValidationError, raise_if_invalid
 from airflow_provider_phota.operators.base import (
     DEFAULT_CONN_ID,
     PhotaHookMixin,
@@ -22,7 +23,9 @@ from airflow_provider_phota.operators.base import (
 
 if TYPE_CHECKING:
     from airflow_provider_phota.contract import ProfileState
-    from airflow_provider_phota.results import CreateProfileResult, DeleteProfileResult
+    from airflow_provider_phota.lineage import LineageRecord
+    from airflow_provider_phota.pricing import Cost
+    from airflow_provider_phota.results import CreateProfileResult, DeleteProfileResult, ProfileStatusResult
 
 DEFAULT_POLL_INTERVAL = 30.0
 DEFAULT_WAIT_TIMEOUT = 2 * 3600.0
@@ -48,12 +51,16 @@ class PhotaCreateProfileOperator(PhotaHookMixin, BaseOperator):
         ``[operators] default_deferrable`` (``False`` unless the deployment turns it on).
     :param poll_interval: with ``wait_for_ready``, seconds between status checks (default 30).
     :param timeout: with ``wait_for_ready``, seconds to wait for training in all (default two hours).
+    :param max_cost_usd: the most this task may spend, in dollars (templated): the training tier's price must fit
+        before anything is sent (a reuse costs nothing, but the limit is checked first), else the task fails
+        without retries; a tier without a known price is refused. ``None`` (default): no limit.
     :param phota_conn_id: the Phota connection (default ``phota_default``; templated).
     """
 
-    template_fields: Sequence[str] = ("image_urls", "tag", "training_tier", "phota_conn_id")
+    template_fields: Sequence[str] = ("image_urls", "tag", "training_tier", "max_cost_usd", "phota_conn_id")
     template_fields_renderers = {"image_urls": "json"}
     ui_color = "#e9d5ff"
+    _lineage: LineageRecord | None = None  # what the task read and wrote, for OpenLineage
 
     def __init__(
         self,
@@ -66,6 +73,7 @@ class PhotaCreateProfileOperator(PhotaHookMixin, BaseOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         timeout: float = DEFAULT_WAIT_TIMEOUT,
+        max_cost_usd: float | str | None = None,
         phota_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
@@ -79,17 +87,69 @@ class PhotaCreateProfileOperator(PhotaHookMixin, BaseOperator):
         self.deferrable = deferrable
         self.poll_interval = poll_interval
         self.timeout = timeout
+        self.max_cost_usd = max_cost_usd
         self.phota_conn_id = phota_conn_id
 
     def _validated_urls(self) -> list[str]:
+        from airflow_provider_phota.pricing import parse_limit
+
         urls = parse_list_argument(self.image_urls)
         body = contract.compact({"image_urls": urls, "tag": self.tag, "training_tier": self.training_tier})
         violations = contract.validate_create_profile(body)
         if self.wait_for_ready:
             violations += wait_argument_violations(self)
+        limit = parse_limit("max_cost_usd", self.max_cost_usd)
+        if isinstance(limit, Violation):
+            violations.append(limit)
         if violations:
             raise PhotaValidationError(violations, context="PhotaCreateProfileOperator")
         return list(urls)
+
+    def check_cost_limit(self) -> None:
+        """With ``max_cost_usd``, refuse (before any request) a training whose price is above it or unknown."""
+        from airflow_provider_phota.pricing import TRAINING, estimate_worst_case, limit_refusal, parse_limit
+
+        limit = parse_limit("max_cost_usd", self.max_cost_usd)
+        if limit is None or isinstance(limit, Violation):
+            return
+        estimate = estimate_worst_case(TRAINING, {"training_tier": self.training_tier}, self.hook.settings.prices)
+        refusal = limit_refusal(estimate, limit, where=f"connection {self.phota_conn_id!r}")
+        if refusal:
+            raise PhotaCostLimitError(refusal)
+
+    def _cost(self, reused: bool) -> Cost:
+        """What this task paid (nothing for a reused profile), from the connection's price table."""
+        from airflow_provider_phota.pricing import training_cost
+
+        return training_cost(self.training_tier, self.hook.settings.prices, reused=reused)
+
+    def _note_lineage(self, profile_id: str, reused: bool, cost_usd: float | None, cost_basis: str) -> None:
+        """Inputs: the training photos' URLs (without their query strings); output: the profile."""
+        from airflow_provider_phota import lineage
+
+        urls = parse_list_argument(self.image_urls)
+        self._lineage = lineage.LineageRecord(
+            inputs=[lineage.url_dataset(str(url)) for url in urls] if isinstance(urls, list) else [],
+            profiles_made=[profile_id],
+            run=lineage.run_facts(
+                endpoint="profiles/add",
+                profileId=profile_id,
+                trainingTier=self.training_tier,
+                photoCount=len(urls) if isinstance(urls, list) else None,
+                reused=reused,
+                costUsd=cost_usd,
+                costBasis=cost_basis,
+            ),
+        )
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The OpenLineage provider's hook: training photos in, the profile out, and the ``phota`` run facet.
+
+        :param task_instance: the finished task instance (unused: the task noted what it did while it ran).
+        """
+        from airflow_provider_phota.lineage import operator_lineage
+
+        return operator_lineage(self._lineage, self.hook.settings.base_url if self._lineage else "")
 
     def _warn_about_ineffective_arguments(self) -> None:
         if not self.wait_for_ready:
@@ -106,9 +166,16 @@ class PhotaCreateProfileOperator(PhotaHookMixin, BaseOperator):
         self._warn_about_ineffective_arguments()
         with fail_fast_on_permanent_errors():
             urls = self._validated_urls()
+            self.check_cost_limit()
             state, reused = self._reuse_or_create(urls)
+        from airflow_provider_phota import metrics
+
+        cost = self._cost(reused)
+        self.log.info("Cost: %s", cost.basis)
+        if not reused:
+            metrics.record_training(self.training_tier, cost.usd)
         if not self.wait_for_ready or ready_or_fail(state):
-            return self._result(state, reused)
+            return self._result(state, reused, cost)
         if self.deferrable:
             defer_until_ready(
                 self,
@@ -118,7 +185,7 @@ class PhotaCreateProfileOperator(PhotaHookMixin, BaseOperator):
                 timeout=self.timeout,
                 kwargs={"reused": reused},
             )
-        return self._result(self._poll_in_worker(state.profile_id), reused)
+        return self._result(self._poll_in_worker(state.profile_id), reused, cost)
 
     def _reuse_or_create(self, urls: list[str]) -> tuple[ProfileState, bool]:
         """The profile to use and whether it was reused; its state comes from one status check. The tag is listed
@@ -161,14 +228,20 @@ class PhotaCreateProfileOperator(PhotaHookMixin, BaseOperator):
                 self.log.info("Profile %s is READY", profile_id)
                 return state
 
-    def _result(self, state: ProfileState, reused: bool) -> CreateProfileResult:
+    def _result(self, state: ProfileStatusResult | ProfileState, reused: bool, cost: Cost) -> CreateProfileResult:
+        ready: ProfileStatusResult = (
+            state
+            if isinstance(state, dict)
+            else {"profile_id": state.profile_id, "status": state.status, "message": state.message}
+        )
+        self._note_lineage(ready["profile_id"], reused, cost.usd_float, cost.basis)
         return {
-            "profile_id": state.profile_id,
-            "status": state.status,
-            "message": state.message,
+            **ready,
             "tag": self.tag,
             "training_tier": self.training_tier,
             "reused": reused,
+            "cost_usd": cost.usd_float,
+            "cost_basis": cost.basis,
         }
 
     def execute_complete(
@@ -178,12 +251,12 @@ class PhotaCreateProfileOperator(PhotaHookMixin, BaseOperator):
 
         :param context: the task context.
         :param event: the trigger's event.
-        :param reused: whether the profile was reused (passed by the deferral).
+        :param reused: whether the profile was reused (passed by the deferral); the cost follows from it.
         """
         from airflow_provider_phota.waiting import profile_from_event
 
         ready = profile_from_event(event, f"PhotaCreateProfileOperator {self.task_id}")
-        return {**ready, "tag": self.tag, "training_tier": self.training_tier, "reused": reused}
+        return self._result(ready, reused, self._cost(reused))
 
 
 class PhotaDeleteProfileOperator(PhotaHookMixin, BaseOperator):
@@ -199,6 +272,7 @@ class PhotaDeleteProfileOperator(PhotaHookMixin, BaseOperator):
 
     template_fields: Sequence[str] = ("profile_id", "phota_conn_id")
     ui_color = "#fecaca"
+    _lineage: LineageRecord | None = None  # the profile deleted, for OpenLineage
 
     def __init__(
         self, *, profile_id: str, ignore_missing: bool = True, phota_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any
@@ -222,4 +296,20 @@ class PhotaDeleteProfileOperator(PhotaHookMixin, BaseOperator):
                 self.log.info("Profile %s does not exist (already deleted)", self.profile_id)
                 return {"profile_id": self.profile_id, "deleted": False}
         self.log.info("Deleted profile %s", self.profile_id)
+        self._note_lineage()
         return {"profile_id": self.profile_id, "deleted": True}
+
+    def _note_lineage(self) -> None:
+        from airflow_provider_phota import lineage
+
+        run = lineage.run_facts(endpoint="profiles/delete", profileId=self.profile_id)
+        self._lineage = lineage.LineageRecord(profiles_deleted=[self.profile_id], run=run)
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The OpenLineage provider's hook: the deleted profile as an output with a DROP lifecycle change.
+
+        :param task_instance: the finished task instance (unused).
+        """
+        from airflow_provider_phota.lineage import operator_lineage
+
+        return operator_lineage(self._lineage, self.hook.settings.base_url if self._lineage else "")

@@ -86,3 +86,16 @@ class ProfileReadySensor(PhotaHookMixin, BaseSensorOperator):
     def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> ProfileStatusResult:
         """Resume from the trigger's event (see :func:`airflow_provider_phota.waiting.profile_from_event`)."""
         return profile_from_event(event, f"ProfileReadySensor {self.task_id}")
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The OpenLineage provider's hook: the profile the sensor waited for, as an input.
+
+        :param task_instance: the finished task instance (unused).
+        """
+        from airflow_provider_phota.lineage import LineageRecord, operator_lineage, run_facts
+
+        profile_id = str(self.profile_id)
+        record = LineageRecord(
+            profiles_used=[profile_id], run=run_facts(endpoint="profiles/status", profileId=profile_id)
+        )
+        return operator_lineage(record, self.hook.settings.base_url)

@@ -45,7 +45,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from aiohttp import ClientSession, ClientTimeout, web
 
-from airflow_provider_phota import contract
+from airflow_provider_phota import contract, pricing
 from airflow_provider_phota.contract import Endpoint, ErrorType, JobStatus, ProfileStatus, Violation
 from airflow_provider_phota.testing import images
 
@@ -81,17 +81,20 @@ TRAINING_MESSAGES = {
 }
 JOB_QUEUED_FRACTION = 0.2
 
-# Prices in USD per output image: (plain, with identity). Profiles and enhance/remix follow [RN-0.5] and [RN-0.6];
-# the per-model rates are EMULATOR-ONLY placeholders because the /pricing page could not be read.
-PROFILE_PRICES_USD = {"standard": 2.90, "fast": 1.49}
-FIXED_ENDPOINT_PRICES_USD = {Endpoint.ENHANCE: (0.12, 0.15), Endpoint.REMIX: (0.12, 0.15)}
-MODEL_PRICES_USD = {
-    "nb2": (0.05, 0.08),
-    "gpt-image-2": (0.06, 0.09),
-    "qwen-image-2": (0.03, 0.05),
-    "flux-2": (0.025, 0.04),
-    "reve": (0.04, 0.06),
+# The ledger prices from the provider's own table (airflow_provider_phota.pricing): the list prices for training
+# [RN-0.5] and enhance/remix [RN-0.6], and for the per-model rates these EMULATOR-ONLY placeholders, because the
+# /pricing page could not be read. Tests give the same table to a connection (its price_table extra) to compare a
+# task's reported cost with the ledger's charge.
+EMULATOR_MODEL_RATES: dict[str, dict[str, dict[str, str]]] = {
+    "images": {
+        "nb2": {"plain": "0.05", "with_identity": "0.08"},
+        "gpt-image-2": {"plain": "0.06", "with_identity": "0.09"},
+        "qwen-image-2": {"plain": "0.03", "with_identity": "0.05"},
+        "flux-2": {"plain": "0.025", "with_identity": "0.04"},
+        "reve": {"plain": "0.04", "with_identity": "0.06"},
+    }
 }
+EMULATOR_PRICES = pricing.LIST_PRICES.merged(pricing.parse_price_table(EMULATOR_MODEL_RATES)[0])
 
 FAULT_TYPES = {
     400: ErrorType.INVALID_REQUEST,
@@ -778,7 +781,9 @@ class EmulatorApp:
         await self._check_training_images(urls)
         tier = body.get("training_tier") or "standard"
         profile_id = _new_id("prof")[:21]
-        self.state.charge(Charge("profile", "/profiles/add", 1, PROFILE_PRICES_USD[tier], profile_id))
+        price = pricing.training_cost(tier, EMULATOR_PRICES).usd
+        assert price is not None  # every tier has a list price
+        self.state.charge(Charge("profile", "/profiles/add", 1, float(price), profile_id))
         profile = _Profile(profile_id, body.get("tag"), tier, urls, self.state.now())
         with self.state.lock:
             self.state.profiles[profile_id] = profile
@@ -899,13 +904,9 @@ class EmulatorApp:
     @staticmethod
     def _price(endpoint: Endpoint, body: Mapping[str, Any], subjects: Mapping[str, int], ref: str) -> Charge:
         count = int(body.get("num_output_images") or 1)
-        plain, identity = (
-            FIXED_ENDPOINT_PRICES_USD.get(endpoint)
-            or MODEL_PRICES_USD[body.get("base_model") or contract.DEFAULT_BASE_MODEL]
-        )
-        with_identity = count if subjects else 0
-        amount = round((count - with_identity) * plain + with_identity * identity, 6)
-        return Charge("images", f"/{endpoint.value}", count, amount, ref, with_identity)
+        cost = pricing.cost_of(endpoint, body, EMULATOR_PRICES, count=count, known_subjects=subjects)
+        assert cost.usd is not None  # the emulator's table prices every request
+        return Charge("images", f"/{endpoint.value}", count, float(cost.usd), ref, cost.with_identity)
 
     async def _render_outputs(
         self,

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import warnings
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,8 @@ import airflow_provider_phota
 from airflow_provider_phota.get_provider_info import connection_type_info, get_provider_info
 from airflow_provider_phota.hooks.phota import PhotaHook
 from airflow_provider_phota.hooks.retry import RetryPolicy
-from airflow_provider_phota.hooks.transport import CONNECTION_EXTRAS, ConnectionSettings
+from airflow_provider_phota.hooks.transport import CONNECTION_EXTRAS, ConnectionExtra, ConnectionSettings
+from airflow_provider_phota.pricing import LIST_PRICES, Rate
 
 AIRFLOW_DIR = Path(airflow.__file__).parent
 
@@ -197,11 +199,14 @@ def test_conn_fields_are_exactly_the_extras_the_hook_reads() -> None:
         "retry_wait": 14,
         "retry_max_wait": 15,
         "max_retry_after": 16,
+        "price_table": '{"images": {"flux-2": {"plain": 0.02, "with_identity": "0.03"}}}',
     }
     assert set(values) == declared
     settings = ConnectionSettings.from_connection(host=None, port=None, password="k", extras=values)
     assert (settings.timeout, settings.connect_timeout) == (11.0, 12.0)
     assert settings.retry == RetryPolicy(max_attempts=13, initial_wait=14.0, max_wait=15.0, max_retry_after=16.0)
+    assert settings.prices.images["flux-2"] == Rate(Decimal("0.02"), Decimal("0.03"))
+    assert settings.prices.images["enhance"] == LIST_PRICES.images["enhance"]  # the list prices stay
 
 
 def test_conn_field_defaults_match_the_hooks_defaults() -> None:
@@ -220,6 +225,8 @@ def test_conn_field_bounds_match_what_the_hook_accepts() -> None:
     """The form declares the same lower bound the hook enforces, so a UI that checks the schema refuses it first."""
     fields = connection_type_info()["conn-fields"]
     for name, extra in CONNECTION_EXTRAS.items():
+        if not isinstance(extra, ConnectionExtra):
+            continue  # price_table: JSON text, validated by the hook (tests/cost)
         bound = "exclusiveMinimum" if extra.above_minimum else "minimum"
         assert fields[name]["schema"][bound] == extra.minimum, name
         assert set(fields[name]["schema"]) == {"type", "default", bound}, name
@@ -263,12 +270,17 @@ def test_form_widgets_come_from_the_conn_fields(monkeypatch: pytest.MonkeyPatch)
         assert isinstance(widget, StringField), name
         assert widget.label == f"i18n:{fields[name]['label']}"
         assert widget.kwargs["description"] == fields[name]["description"]
-        optional, in_range = widget.kwargs["validators"]
+        optional, checked = widget.kwargs["validators"]
         assert optional == "optional"
+        if name == "price_table":
+            with pytest.raises(ValidationError, match=r"price_table: is not valid JSON"):
+                checked(None, types.SimpleNamespace(data="{rates"))
+            checked(None, types.SimpleNamespace(data='{"images": {"nb2": {"plain": 0.1, "with_identity": 0.12}}}'))
+            continue
         with pytest.raises(ValidationError, match=rf"{name}: 'soon' is not a number \(allowed: "):
-            in_range(None, types.SimpleNamespace(data="soon"))
+            checked(None, types.SimpleNamespace(data="soon"))
         with pytest.raises(ValidationError, match="out of range"):
-            in_range(None, types.SimpleNamespace(data="-1"))
+            checked(None, types.SimpleNamespace(data="-1"))
     check_wait = widgets["retry_wait"].kwargs["validators"][1]
     check_wait(None, types.SimpleNamespace(data="0.5"))  # seconds may be fractional
     check_attempts = widgets["max_attempts"].kwargs["validators"][1]

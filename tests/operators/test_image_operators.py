@@ -101,6 +101,8 @@ RESULT_KEYS = {
     "known_subjects",
     "output_uris",
     "download_urls",
+    "cost_usd",
+    "cost_basis",
 }
 
 

@@ -83,6 +83,8 @@ def test_result_types_name_every_key() -> None:
         "known_subjects",
         "output_uris",
         "download_urls",
+        "cost_usd",
+        "cost_basis",
     }
     assert set(get_type_hints(results.CreateProfileResult)) == {
         "profile_id",
@@ -91,6 +93,8 @@ def test_result_types_name_every_key() -> None:
         "tag",
         "training_tier",
         "reused",
+        "cost_usd",
+        "cost_basis",
     }
     assert set(get_type_hints(results.DeleteProfileResult)) == {"profile_id", "deleted"}
 

@@ -39,6 +39,8 @@ def test_create_profile_defers_until_ready_and_returns_the_id(conn: PhotaEmulato
         "tag": "subject-a",
         "training_tier": "fast",
         "reused": False,
+        "cost_usd": 1.49,
+        "cost_basis": "1 profile x $1.49 (fast training)",
     }
     assert conn.profile_status(profile_id) == "READY"
     assert conn.profiles[profile_id].tag == "subject-a"

@@ -1,5 +1,5 @@
 """Secrets: the API key never appears in task logs, XCom, rendered template fields, trigger kwargs (serialized and
-as stored in the metadata database), the audit log, or exception messages."""
+as stored in the metadata database), the audit log, OpenLineage events, or exception messages."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from dagrun_support import xcom_rows
+from dagrun_support import openlineage_to_file, xcom_rows
 from reliability_support import API, FAST_EXTRAS, STANDARD_URLS
 
 from airflow_provider_phota.exceptions import PhotaAuthenticationError, PhotaError
@@ -111,7 +111,9 @@ def test_example_dags_never_leak_the_api_key(
         "profile_tag,prompt,aspect_ratio,resolution,count\nbrand-face,{subject} holding a mug,1:1,1K,1\n"
     )
     runs = []
-    with PhotoServer(folder) as server:
+    lineage_events = tmp_path / "lineage" / "events.jsonl"
+    lineage_events.parent.mkdir()
+    with PhotoServer(folder) as server, openlineage_to_file(lineage_events, monkeypatch):
         photos = {"photos_uri": str(folder), "photos_base_url": server.base_url}
         subject_conf = {
             **photos,
@@ -125,7 +127,8 @@ def test_example_dags_never_leak_the_api_key(
         hook.create_profile(STANDARD_URLS, tag="brand-face")
     emu.advance(emu.training_seconds + 1)
     batch_conf = {"campaign_uri": str(tmp_path / "campaign.csv"), "output_uri": f"file://{tmp_path}/campaigns"}
-    runs.append(bag.get_dag("phota_marketing_batch").test(run_conf=batch_conf))
+    with openlineage_to_file(lineage_events, monkeypatch):
+        runs.append(bag.get_dag("phota_marketing_batch").test(run_conf=batch_conf))
 
     assert [str(run.state) for run in runs] == ["success"] * 3, [str(run.state) for run in runs]
     captured = capfd.readouterr()
@@ -137,6 +140,7 @@ def test_example_dags_never_leak_the_api_key(
         "trigger_serialize": json.dumps(serialized, default=str),
         "trigger_kwargs_stored": json.dumps([[kwargs, encrypted] for kwargs, encrypted in stored], default=str),
         "output_files": "\n".join(p.read_text("latin-1") for p in tmp_path.rglob("*") if p.is_file()),
+        "openlineage_events": lineage_events.read_text(),
         **_database_text([run.run_id for run in runs]),
     }
 
@@ -146,6 +150,8 @@ def test_example_dags_never_leak_the_api_key(
     assert all(r.headers.get("X-API-Key") == SECRET for r in emu.requests)
     assert len(serialized) >= 3  # the sensor, the job triggers of the mapped generate and the enhance
     assert {"xcom", "stdout", "trigger_serialize", "rendered_fields"} <= {k for k, v in haystacks.items() if v}
+    assert '"phota": {' in haystacks["openlineage_events"]  # the Phota tasks' events, with their run facet
+    assert "token=" not in haystacks["openlineage_events"]  # no signed-URL token either
     assert int(haystacks["rendered_rows"]) > 0
     assert occurrences({**haystacks, "stdout": haystacks["stdout"] + SECRET}, SECRET) == {"stdout": 1}
     assert occurrences({"escaped": json.dumps({"k": SECRET})}, SECRET) == {"escaped": 1}

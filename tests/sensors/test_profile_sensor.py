@@ -368,6 +368,8 @@ def test_create_and_wait_on_a_reused_training_profile_says_so_after_the_deferral
         "tag": "subject-3",
         "training_tier": "standard",
         "reused": True,
+        "cost_usd": 0.0,
+        "cost_basis": "$0.00: an existing profile was reused, no training paid",
     }
     assert len(emu.profiles) == 1
     assert len(emu.charges("profile")) == 1
@@ -400,7 +402,7 @@ def test_create_and_wait_fails_without_deferring_when_training_already_failed(
     assert status_gets(emu) == 1
 
 
-def test_create_operator_execute_complete_maps_events() -> None:
+def test_create_operator_execute_complete_maps_events(emu: PhotaEmulator) -> None:  # its connection prices it
     task = create_operator()
     context = make_context("create_profile")
     success = task.execute_complete(context, event("success", api_status="READY", message=""))
