@@ -79,10 +79,19 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": [f"{_MODULE}.operators.profile", f"{_MODULE}.operators.images"],
+                "python-modules": [
+                    f"{_MODULE}.operators.profile",
+                    f"{_MODULE}.operators.images",
+                    f"{_MODULE}.operators.batch",
+                ],
             }
         ],
         "sensors": [{"integration-name": INTEGRATION, "python-modules": [f"{_MODULE}.sensors.phota"]}],
-        "triggers": [{"integration-name": INTEGRATION, "python-modules": [f"{_MODULE}.triggers.phota"]}],
+        "triggers": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": [f"{_MODULE}.triggers.phota", f"{_MODULE}.triggers.batch"],
+            }
+        ],
         "connection-types": [connection_type_info()],
     }

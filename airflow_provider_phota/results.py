@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-__all__ = ["CreateProfileResult", "DeleteProfileResult", "ImageOperatorResult", "ProfileStatusResult"]
+__all__ = [
+    "BatchOperatorResult",
+    "CreateProfileResult",
+    "DeleteProfileResult",
+    "ImageOperatorResult",
+    "ProfileStatusResult",
+]
 
 
 class ImageOperatorResult(TypedDict):
@@ -33,6 +39,22 @@ class ImageOperatorResult(TypedDict):
     """The files written under ``output_path`` (``file://`` URIs for local paths); ``[]`` without it."""
     download_urls: list[str]
     """The signed URLs of the images (they expire after 24 hours); ``[]`` when ``output_path`` is set."""
+
+
+class BatchOperatorResult(TypedDict):
+    """What ``PhotaBatchOperator`` returns: counts and the manifest's URI. Each row's request, job, output URIs,
+    ``known_subjects`` and error are in the manifest, never in XCom."""
+
+    endpoint: str
+    manifest_uri: str
+    """The JSON manifest of the batch, under ``output_path``."""
+    rows: int
+    succeeded: int
+    """Rows whose outputs are all written."""
+    failed: int
+    """Rows that failed for good (at most ``max_failed_rows``, or the task fails)."""
+    images: int
+    """Output images written (and billed)."""
 
 
 class ProfileStatusResult(TypedDict):
