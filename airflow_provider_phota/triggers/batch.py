@@ -6,8 +6,9 @@ one more look before a timeout is reported, exactly one small event) and adds wh
 of jobs needs:
 
 * at most one GET per outstanding job per poll interval: a poll round starts every ``poll_interval`` seconds (start
-  to start; a round that takes longer delays the next one) and asks each job that is not terminal yet once; a
-  terminal job is never asked again;
+  to start; a round that takes longer delays the next one) and asks each job that is not terminal yet once, never
+  sooner than ``poll_interval`` after its previous GET (the deadline's final re-check included); a terminal job is
+  never asked again;
 * bounded concurrency: at most ``max_concurrency`` GETs are in flight at once, and a round's GETs are spread over
   the first :data:`SPREAD` of the interval instead of leaving in one burst, so the event loop the trigger shares
   with every other trigger of the triggerer stays responsive;
@@ -83,14 +84,19 @@ class PhotaBatchTrigger(BaseTrigger):
         payload = {"status": status, "jobs": len(self.job_ids), "counts": dict(counts), "message": message}
         return TriggerEvent({**payload, **extra})  # type: ignore[no-untyped-call]
 
-    async def _poll_round(self, hook: Any, job_ids: list[str]) -> list[tuple[str, Any]]:
-        """GET each job once, spread over the first part of the interval, at most ``max_concurrency`` at a time;
+    async def _poll_round(self, hook: Any, job_ids: list[str], last_asked: dict[str, float]) -> list[tuple[str, Any]]:
+        """GET each job once, spread over the first part of the interval, at most ``max_concurrency`` at a time and
+        never sooner than ``poll_interval`` after the same job's previous GET (``last_asked``, updated);
         ``(job_id, JobState or the exception)`` pairs."""
         loop = asyncio.get_running_loop()
         semaphore = asyncio.Semaphore(self.max_concurrency)
 
         async def get(job_id: str) -> tuple[str, Any]:
             async with semaphore:
+                earliest = last_asked.get(job_id, float("-inf")) + self.poll_interval
+                if earliest > loop.time():  # a late start of the previous GET, then a punctual round
+                    await asyncio.sleep(earliest - loop.time())
+                last_asked[job_id] = loop.time()
                 try:
                     return job_id, await hook.aget_job(job_id)
                 except Exception as error:  # sorted out by the caller: one job's error is not the round's
@@ -99,7 +105,13 @@ class PhotaBatchTrigger(BaseTrigger):
         started = loop.time()
         spacing = self.poll_interval * SPREAD / max(1, len(job_ids))
         tasks = []
-        for index, job_id in enumerate(job_ids):
+        if not last_asked and job_ids:
+            # The hook opens its client (connection lookup, a share of the loop's HTTP session) on its first call;
+            # first calls racing each other would each take a share. So the very first GET goes alone.
+            tasks.append(asyncio.create_task(get(job_ids[0])))
+            await asyncio.wait([tasks[0]])
+            job_ids = job_ids[1:]
+        for index, job_id in enumerate(job_ids, start=len(tasks)):
             delay = started + index * spacing - loop.time()
             if delay > _LAUNCH_GRANULARITY:
                 await asyncio.sleep(delay)
@@ -134,6 +146,7 @@ class PhotaBatchTrigger(BaseTrigger):
         started = time.monotonic()
         outstanding = list(dict.fromkeys(self.job_ids))
         statuses: dict[str, str] = {}
+        last_asked: dict[str, float] = {}
         last_counts: dict[str, int] | None = None
         try:
             # The operator has just submitted the wave: nothing is finished yet. Never more than half the time
@@ -143,7 +156,7 @@ class PhotaBatchTrigger(BaseTrigger):
                 round_started = time.monotonic()
                 final_check = time.time() >= self.deadline
                 transient: list[str] = []
-                for job_id, seen in await self._poll_round(hook, outstanding):
+                for job_id, seen in await self._poll_round(hook, outstanding, last_asked):
                     if isinstance(seen, AirflowNotFoundException):
                         # The connection is missing on this triggerer: as in a worker, a retry may find it.
                         yield self._event(EVENT_ERROR, _counts(statuses), f"Phota connection: {seen}", retryable=True)
