@@ -338,7 +338,8 @@ class PhotaBatchOperator(PhotaHookMixin, BaseOperator):
         """Read and check every row, and attach what an earlier try of this task already did; nothing is submitted.
 
         Raises :class:`PhotaValidationError` naming every bad row (by number) and field. With ``check_files=False``
-        (on resume, the rows were checked when the try started) input files are not read again.
+        (on resume: the rows were checked when the try started) input files are not read again, and the outputs the
+        manifest lists are not looked for.
         """
         from airflow_provider_phota.exceptions import PhotaValidationError
 
@@ -372,7 +373,7 @@ class PhotaBatchOperator(PhotaHookMixin, BaseOperator):
                 shown.append(Violation("requests", f"{more} more problem(s) not shown", "rows that pass every check"))
             raise PhotaValidationError(shown, context=type(self).__name__)
         batch = _Batch(rows, profiles)
-        self._attach(batch, manifest)
+        self._attach(batch, manifest, verify_outputs=check_files)
         return batch
 
     # --- state: the manifest ----------------------------------------------------------------------------------
@@ -417,12 +418,15 @@ class PhotaBatchOperator(PhotaHookMixin, BaseOperator):
             return {}
         return document
 
-    def _attach(self, batch: _Batch, manifest: Mapping[str, Any]) -> None:
+    def _attach(self, batch: _Batch, manifest: Mapping[str, Any], *, verify_outputs: bool) -> None:
         """Take over each row's job, failed jobs and outputs from the manifest, when its key chain still matches
-        (same run, task, row and request). A row whose outputs went missing is collected again."""
-        from airflow_provider_phota.storage import storage_path
-
+        (same run, task, row and request). With ``verify_outputs`` (a new try: files may have been removed since),
+        a row whose outputs are not all in ``output_path`` any more (one listing, not one request per file) is
+        collected again; on resume the manifest was written by this try's previous wave and is trusted."""
         entries = {entry.get("row"): entry for entry in manifest.get("rows") or [] if isinstance(entry, dict)}
+        present: set[str] | None = None
+        if verify_outputs and any(entry.get("status") == SUCCEEDED for entry in entries.values()):
+            present = {path.name for path in self._folder().iterdir()}
         for row in batch.rows:
             entry = entries.get(row.number)
             if not entry:
@@ -435,10 +439,12 @@ class PhotaBatchOperator(PhotaHookMixin, BaseOperator):
             row.key, row.failed_jobs = key, list(entry.get("failed_jobs") or [])
             row.job_id = entry.get("job_id")
             status = entry.get("status")
+            uris = list(entry.get("output_uris") or [])
+            written = present is None or all(uri.rsplit("/", 1)[-1] in present for uri in uris)
             if status == FAILED:
                 row.status, row.error = FAILED, entry.get("error")
-            elif status == SUCCEEDED and all(storage_path(uri).exists() for uri in entry.get("output_uris") or []):
-                row.status, row.output_uris = SUCCEEDED, list(entry["output_uris"])
+            elif status == SUCCEEDED and written:
+                row.status, row.output_uris = SUCCEEDED, uris
                 row.count, row.known_subjects = int(entry.get("count") or 0), dict(entry.get("known_subjects") or {})
             elif row.job_id:
                 row.status = IN_FLIGHT

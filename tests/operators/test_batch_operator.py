@@ -270,6 +270,25 @@ def test_a_retry_after_the_batch_resubmits_and_downloads_nothing(conn: PhotaEmul
     assert len(conn.downloads) == downloads_before
 
 
+def test_a_retry_downloads_only_the_outputs_that_went_missing(conn: PhotaEmulator, tmp_path: Path) -> None:
+    def run() -> Any:
+        return PhotaBatchOperator(
+            task_id="render", endpoint="generate", requests=rows(3), output_path=str(tmp_path), poll_interval=0.05
+        ).execute(context())
+
+    run()
+    (lost, *_kept) = sorted(tmp_path.glob("render-row*.png"))
+    lost.unlink()
+    downloads_before = len(conn.downloads)
+
+    run()
+
+    assert len(conn.downloads) - downloads_before == 1
+    assert lost.exists()
+    assert conn.requests_to(SUBMIT_GLOB) == conn.requests_to(SUBMIT_GLOB)[:3]  # no new submit
+    assert len(conn.jobs) == 3
+
+
 def test_a_failed_job_is_replaced_under_a_derived_key(conn: PhotaEmulator, tmp_path: Path) -> None:
     from airflow_provider_phota.operators.images import derived_client_request_id
 

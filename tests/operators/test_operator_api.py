@@ -15,6 +15,7 @@ import pytest
 from airflow_provider_phota import results
 from airflow_provider_phota._compat import AirflowFailException
 from airflow_provider_phota.contract import image_format
+from airflow_provider_phota.operators.batch import PhotaBatchOperator
 from airflow_provider_phota.operators.images import (
     PhotaEditOperator,
     PhotaEnhanceOperator,
@@ -22,7 +23,6 @@ from airflow_provider_phota.operators.images import (
     PhotaRemixOperator,
     derived_client_request_id,
 )
-from airflow_provider_phota.operators.batch import PhotaBatchOperator
 from airflow_provider_phota.operators.profile import PhotaCreateProfileOperator, PhotaDeleteProfileOperator
 from airflow_provider_phota.sensors.phota import ProfileReadySensor
 from airflow_provider_phota.testing import PhotaEmulator
