@@ -31,10 +31,12 @@ from __future__ import annotations
 import ast
 import contextlib
 import json
+import logging
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import conf
@@ -71,6 +73,7 @@ from airflow_provider_phota.waiting import DEFER_TIMEOUT_GRACE_SECONDS
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
+    from airflow_provider_phota.hooks.phota import PhotaHook
     from airflow_provider_phota.results import BatchOperatorResult
 
 # The API documents no rate limit (api-decisions D13 only says how a 429 looks). 100 jobs in flight keep the polling
@@ -123,6 +126,38 @@ class _Batch:
     def counts(self) -> dict[str, int]:
         counts = {status: len(self.having(status)) for status in (PENDING, IN_FLIGHT, SUCCEEDED, FAILED)}
         return {"rows": len(self.rows), **counts, "images": sum(row.count for row in self.having(SUCCEEDED))}
+
+
+class _CallLinesAtDebug:
+    """A logger for the batch's HTTP client: its per-call INFO lines (one per submit, status check and download, so
+    thousands per batch) go to DEBUG; warnings (retries, transient errors) stay. The batch logs one progress line per
+    wave instead."""
+
+    def __init__(self, log: Any) -> None:
+        self._log = log
+
+    @staticmethod
+    def _level(level: int) -> int:
+        return logging.DEBUG if level == logging.INFO else level
+
+    def isEnabledFor(self, level: int) -> bool:
+        return bool(self._log.isEnabledFor(self._level(level)))
+
+    def log(self, level: int, event: Any, *args: Any, **kw: Any) -> Any:
+        return self._log.log(self._level(level), event, *args, **kw)
+
+    def warning(self, event: Any, *args: Any, **kw: Any) -> Any:
+        return self._log.warning(event, *args, **kw)
+
+
+def _batch_hook(phota_conn_id: str) -> PhotaHook:
+    """A :class:`PhotaHook` whose synchronous client logs its calls at DEBUG (see :class:`_CallLinesAtDebug`)."""
+    from airflow_provider_phota.hooks.phota import PhotaHook
+    from airflow_provider_phota.hooks.transport import SyncClient
+
+    hook = PhotaHook(phota_conn_id)
+    hook.__dict__["client"] = SyncClient(hook.settings, _CallLinesAtDebug(hook.log))  # the cached client
+    return hook
 
 
 def _read_rows(location: str) -> list[Any] | Violation:
@@ -238,6 +273,10 @@ class PhotaBatchOperator(PhotaHookMixin, BaseOperator):
         self.poll_interval = poll_interval
         self.timeout = timeout
         self.phota_conn_id = phota_conn_id
+
+    @cached_property
+    def hook(self) -> PhotaHook:
+        return _batch_hook(self.phota_conn_id)
 
     # --- checks -----------------------------------------------------------------------------------------------
 
