@@ -160,6 +160,12 @@ def _batch_hook(phota_conn_id: str) -> PhotaHook:
     return hook
 
 
+def _count_violations(name: str, value: Any, *, minimum: int) -> list[Violation]:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        return [Violation(name, f"{value!r} is out of range", f"an integer >= {minimum}")]
+    return []
+
+
 def _read_rows(location: str) -> list[Any] | Violation:
     """The rows of a CSV (with a header) or JSON (a list of objects) campaign file."""
     import csv
@@ -289,10 +295,8 @@ class PhotaBatchOperator(PhotaHookMixin, BaseOperator):
             problems.append(Violation("endpoint", f"{self.endpoint!r} is not a studio endpoint", allowed))
         if self.output_format not in OUTPUT_FORMATS:
             problems.append(Violation("output_format", f"{self.output_format!r} is not a valid value", "'png', 'jpg'"))
-        for name, low in (("max_in_flight", 1), ("max_failed_rows", 0)):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                problems.append(Violation(name, f"{value!r} is out of range", f"an integer >= {low}"))
+        problems += _count_violations("max_in_flight", self.max_in_flight, minimum=1)
+        problems += _count_violations("max_failed_rows", self.max_failed_rows, minimum=0)
         problems += wait_argument_violations(self)
         problem = validate_output_folder("output_path", self.output_path)
         return [*problems, problem] if problem else problems
@@ -314,7 +318,7 @@ class PhotaBatchOperator(PhotaHookMixin, BaseOperator):
             return Violation("requests", f"must be a list, got {type(value).__name__}", "a list of request dicts")
         return list(value)
 
-    def _normalize(self, number: int, raw: Any, profiles: Mapping[str, str]) -> tuple[dict[str, Any], list[Violation]]:
+    def _normalize(self, raw: Any, profiles: Mapping[str, str]) -> tuple[dict[str, Any], list[Violation]]:
         """The row's options as the API takes them, files not yet read; and what is wrong with the row's shape."""
         if not isinstance(raw, Mapping):
             return {}, [Violation("row", f"must be an object, got {type(raw).__name__}", "a dict of request fields")]
@@ -397,7 +401,7 @@ class PhotaBatchOperator(PhotaHookMixin, BaseOperator):
         rows: list[_Row] = []
         seen: dict[str, int] = {}
         for number, raw in enumerate(raw_rows, start=1):
-            request, row_problems = self._normalize(number, raw, profiles)
+            request, row_problems = self._normalize(raw, profiles)
             identity = json.dumps(request, sort_keys=True, default=str)
             seen[identity] = occurrence = seen.get(identity, 0) + 1
             key = stable_client_request_id(context, self.endpoint, {"row": request, "occurrence": occurrence})
