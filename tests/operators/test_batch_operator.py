@@ -307,6 +307,51 @@ def test_a_failed_job_is_replaced_under_a_derived_key(conn: PhotaEmulator, tmp_p
     assert failed_entry["client_request_id"] == derived_client_request_id(first_key, failed["job_id"])
 
 
+def test_a_wave_that_times_out_fails_the_try_and_the_retry_resumes_the_same_jobs(
+    held_clock_emulator: PhotaEmulator, tmp_path: Path
+) -> None:
+    from airflow_provider_phota._compat import AirflowException, TaskDeferred
+    from airflow_provider_phota.triggers.batch import PhotaBatchTrigger
+
+    emu = held_clock_emulator
+
+    def operator() -> PhotaBatchOperator:
+        return PhotaBatchOperator(
+            task_id="render",
+            endpoint="generate",
+            requests=rows(3),
+            output_path=str(tmp_path),
+            deferrable=True,
+            max_in_flight=2,
+            poll_interval=0.05,
+        )
+
+    with pytest.raises(TaskDeferred) as deferred:
+        operator().execute(context())
+    trigger = deferred.value.trigger
+    assert isinstance(trigger, PhotaBatchTrigger)
+    assert sorted(trigger.job_ids) == sorted(emu.jobs)
+    assert len(trigger.job_ids) == 2  # the first wave
+    assert trigger.progress == {"rows": 3, "succeeded": 0, "failed": 0, "pending": 1}
+
+    event = {"status": "timeout", "jobs": 2, "counts": {"QUEUED": 2}, "message": "2 of 2 jobs still not finished"}
+    with pytest.raises(AirflowException, match=r"2 Phota jobs are not finished .* a retry resumes") as raised:
+        operator().execute_complete(context(), event)
+    assert not isinstance(raised.value, AirflowFailException)  # Airflow may retry
+
+    emu.advance(emu.job_seconds + 1)  # the retry: the first wave has finished meanwhile
+    with pytest.raises(TaskDeferred) as deferred:
+        operator().execute(context())
+    (third,) = deferred.value.trigger.job_ids
+    assert third not in trigger.job_ids
+    emu.advance(emu.job_seconds + 1)
+    summary = operator().execute_complete(context(), {"status": "success", "jobs": 1, "counts": {}, "message": ""})
+
+    assert (summary["succeeded"], summary["images"]) == (3, 3)
+    assert len(emu.jobs) == 3
+    assert len(image_charges(emu)) == 3
+
+
 # --- partial failure ------------------------------------------------------------------------------------------------
 
 
