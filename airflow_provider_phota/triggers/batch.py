@@ -92,10 +92,10 @@ class PhotaBatchTrigger(BaseTrigger):
         semaphore = asyncio.Semaphore(self.max_concurrency)
 
         async def get(job_id: str) -> tuple[str, Any]:
+            earliest = last_asked.get(job_id, float("-inf")) + self.poll_interval
+            if earliest > loop.time():  # a late start of the previous GET, then a punctual round
+                await asyncio.sleep(earliest - loop.time())
             async with semaphore:
-                earliest = last_asked.get(job_id, float("-inf")) + self.poll_interval
-                if earliest > loop.time():  # a late start of the previous GET, then a punctual round
-                    await asyncio.sleep(earliest - loop.time())
                 last_asked[job_id] = loop.time()
                 try:
                     return job_id, await hook.aget_job(job_id)
