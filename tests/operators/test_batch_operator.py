@@ -31,6 +31,13 @@ RESULT_KEYS = set(results.BatchOperatorResult.__annotations__)
 SUBMIT_GLOB = "/v1/phota/generate"
 
 
+@pytest.fixture(autouse=True)
+def _capture_at_fd_level(capfd: pytest.CaptureFixture[str]) -> None:
+    """Airflow's task logging keeps the output stream it is first configured with. Configured during one of this
+    module's direct ``execute()`` runs under pytest's default capture, later tests of the session that read task logs
+    through ``capfd`` (tests/reliability) saw none; capturing at the fd level here keeps them working."""
+
+
 @pytest.fixture
 def conn(phota_emulator: PhotaEmulator, phota_connection: Callable[..., str]) -> PhotaEmulator:
     phota_connection(retry_wait=0.01, retry_max_wait=0.05, max_attempts=3)
@@ -186,14 +193,18 @@ CHILD = textwrap.dedent(
 
 @pytest.fixture
 def clock_mover(held_clock_emulator: PhotaEmulator) -> Iterator[Callable[[bool], None]]:
-    """Moves the held clock past every job's end every 50 ms while switched on."""
+    """While switched on, moves the held clock past the end of the jobs submitted since it last moved (checked every
+    50 ms). Only then: every move ages the signed download URLs too, and they expire after 24 hours."""
     running = threading.Event()
     stop = threading.Event()
+    emu = held_clock_emulator
 
     def move() -> None:
+        moved_for = 0
         while not stop.wait(0.05):
-            if running.is_set():
-                held_clock_emulator.advance(held_clock_emulator.job_seconds + 1)
+            if running.is_set() and len(emu.jobs) > moved_for:
+                moved_for = len(emu.jobs)
+                emu.advance(emu.job_seconds + 1)
 
     thread = threading.Thread(target=move, daemon=True)
     thread.start()
