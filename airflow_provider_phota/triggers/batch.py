@@ -35,6 +35,7 @@ from airflow_provider_phota.events import EVENT_ERROR, EVENT_SUCCESS, EVENT_TIME
 DEFAULT_MAX_CONCURRENCY = 16
 SPREAD = 0.8  # a round's GETs leave over this fraction of the poll interval
 _LAUNCH_GRANULARITY = 0.005  # seconds: GETs due closer together than this leave together
+_GONE = "NOT_FOUND"  # the status counted for a job the API answers 404 for
 
 
 class PhotaBatchTrigger(BaseTrigger):
@@ -119,17 +120,16 @@ class PhotaBatchTrigger(BaseTrigger):
         return await asyncio.gather(*tasks)
 
     def _progress_line(self, statuses: Mapping[str, str], elapsed: float) -> str:
-        terminal = {JobStatus.SUCCEEDED.value: 0, JobStatus.FAILED.value: 0}
-        waiting = {JobStatus.QUEUED.value: 0, JobStatus.RUNNING.value: 0}
-        for status in statuses.values():
-            bucket = terminal if status in terminal else waiting
-            bucket[status] = bucket.get(status, 0) + 1
-        unseen = len(self.job_ids) - len(statuses)
+        counts = _counts(statuses)
+        known = counts.get(JobStatus.SUCCEEDED, 0) + counts.get(JobStatus.FAILED, 0) + counts.get(_GONE, 0)
+        queued = len(self.job_ids) - known - counts.get(JobStatus.RUNNING, 0)  # QUEUED, not seen yet, or unknown
         text = (
             f"Phota batch after {elapsed:.0f} s: {len(self.job_ids)} jobs in this wave: "
-            f"{terminal['SUCCEEDED']} succeeded, {terminal['FAILED']} failed, {waiting['RUNNING']} running, "
-            f"{waiting['QUEUED'] + unseen} queued"
+            f"{counts.get(JobStatus.SUCCEEDED, 0)} succeeded, {counts.get(JobStatus.FAILED, 0)} failed, "
+            f"{counts.get(JobStatus.RUNNING, 0)} running, {queued} queued"
         )
+        if counts.get(_GONE):
+            text += f", {counts[_GONE]} not found"
         if self.progress:
             text += (
                 f"; batch of {self.progress.get('rows', 0)} rows: {self.progress.get('succeeded', 0)} done and "
@@ -162,7 +162,7 @@ class PhotaBatchTrigger(BaseTrigger):
                         yield self._event(EVENT_ERROR, _counts(statuses), f"Phota connection: {seen}", retryable=True)
                         return
                     if isinstance(seen, PhotaNotFoundError):
-                        statuses[job_id] = "NOT_FOUND"  # terminal here; the operator reports the row
+                        statuses[job_id] = _GONE  # terminal here; the operator reports the row
                     elif isinstance(seen, PhotaError) and not is_retryable(seen):
                         yield self._event(EVENT_ERROR, _counts(statuses), str(seen), retryable=seen.retry_task)
                         return
@@ -198,7 +198,7 @@ class PhotaBatchTrigger(BaseTrigger):
 
 
 def _terminal(status: str | None) -> bool:
-    return status in (JobStatus.SUCCEEDED, JobStatus.FAILED, "NOT_FOUND")
+    return status in (JobStatus.SUCCEEDED, JobStatus.FAILED, _GONE)
 
 
 def _counts(statuses: Mapping[str, str]) -> dict[str, int]:
