@@ -14,7 +14,8 @@ promise of the single-image operators for every row:
 * **in waves**: at most ``max_in_flight`` jobs are outstanding at once. The task submits a wave, defers to ONE
   :class:`~airflow_provider_phota.triggers.batch.PhotaBatchTrigger` that polls all of them (GET only), resumes to
   download what finished and submits the next wave, until every row is done. A 429 is waited out by the hook's
-  retry policy (``Retry-After``); one that outlasts the retries ends the wave early instead of failing the task;
+  retry policy (``Retry-After``); one that outlasts the retries ends the wave early (the try fails, for Airflow to
+  retry, only when no job is left to wait for);
 * **nothing lost**: outputs are written atomically per row under ``output_path``; a JSON manifest next to them is
   rewritten after every wave and is also the batch's state, so a retry after a crash resubmits nothing that already
   has a job and downloads nothing that is already written;

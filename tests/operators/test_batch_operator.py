@@ -363,6 +363,43 @@ def test_a_wave_that_times_out_fails_the_try_and_the_retry_resumes_the_same_jobs
     assert len(image_charges(emu)) == 3
 
 
+def test_rate_limited_submits_wait_for_retry_after(conn: PhotaEmulator, tmp_path: Path) -> None:
+    conn.inject_fault(SUBMIT_GLOB, status=429, retry_after=0, count=2)  # the policy allows 3 attempts
+
+    summary = PhotaBatchOperator(
+        task_id="render", endpoint="generate", requests=rows(3), output_path=str(tmp_path), poll_interval=0.05
+    ).execute(context())
+
+    assert summary["succeeded"] == 3
+    assert [r.status for r in conn.requests_to(SUBMIT_GLOB, "POST")] == [429, 429, 202, 202, 202]
+    assert len(image_charges(conn)) == 3
+
+
+def test_a_rate_limit_that_outlasts_the_retries_ends_the_wave_and_the_next_wave_goes_on(
+    conn: PhotaEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_phota.hooks.phota import PhotaHook
+
+    original = PhotaHook.submit_job
+    calls = []
+
+    def submit(hook: PhotaHook, *args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs["client_request_id"])
+        if len(calls) == 3:  # the third submit of the first wave meets a 429 that outlasts the hook's 3 attempts
+            conn.inject_fault(SUBMIT_GLOB, status=429, retry_after=0, count=3)
+        return original(hook, *args, **kwargs)
+
+    monkeypatch.setattr(PhotaHook, "submit_job", submit)
+    summary = PhotaBatchOperator(
+        task_id="render", endpoint="generate", requests=rows(5), output_path=str(tmp_path), poll_interval=0.05
+    ).execute(context())
+
+    assert summary["succeeded"] == 5
+    statuses = [r.status for r in conn.requests_to(SUBMIT_GLOB, "POST")]
+    assert statuses == [202, 202, 429, 429, 429, 202, 202, 202]  # two jobs, the wave ends, the rest next wave
+    assert len(image_charges(conn)) == 5
+
+
 # --- partial failure ------------------------------------------------------------------------------------------------
 
 
