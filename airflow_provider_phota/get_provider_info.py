@@ -85,11 +85,20 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": [f"{_MODULE}.operators.profile", f"{_MODULE}.operators.images"],
+                "python-modules": [
+                    f"{_MODULE}.operators.profile",
+                    f"{_MODULE}.operators.images",
+                    f"{_MODULE}.operators.batch",
+                ],
             }
         ],
         "sensors": [{"integration-name": INTEGRATION, "python-modules": [f"{_MODULE}.sensors.phota"]}],
-        "triggers": [{"integration-name": INTEGRATION, "python-modules": [f"{_MODULE}.triggers.phota"]}],
+        "triggers": [
+            {
+                "integration-name": INTEGRATION,
+                "python-modules": [f"{_MODULE}.triggers.phota", f"{_MODULE}.triggers.batch"],
+            }
+        ],
         "connection-types": [connection_type_info()],
         # The "Phota outputs" gallery (Airflow 3.1+; loads with no views on older versions).
         "plugins": [{"name": "phota", "plugin-class": f"{_MODULE}.plugins.gallery.PhotaGalleryPlugin"}],

@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from typing import TypedDict
 
-__all__ = ["CreateProfileResult", "DeleteProfileResult", "ImageOperatorResult", "ProfileStatusResult"]
+__all__ = [
+    "BatchOperatorResult",
+    "CreateProfileResult",
+    "DeleteProfileResult",
+    "ImageOperatorResult",
+    "ProfileStatusResult",
+]
 
 
 class ImageOperatorResult(TypedDict):
@@ -38,6 +44,22 @@ class ImageOperatorResult(TypedDict):
     profile); ``None`` when the price table has no rate for the request (see ``cost_basis``)."""
     cost_basis: str
     """How ``cost_usd`` was computed, e.g. ``"2 x $0.15 (identity recognised) = $0.30 (enhance rate)"``."""
+
+
+class BatchOperatorResult(TypedDict):
+    """What ``PhotaBatchOperator`` returns: counts and the manifest's URI. Each row's request, job, output URIs,
+    ``known_subjects`` and error are in the manifest, never in XCom."""
+
+    endpoint: str
+    manifest_uri: str
+    """The JSON manifest of the batch, under ``output_path``."""
+    rows: int
+    succeeded: int
+    """Rows whose outputs are all written."""
+    failed: int
+    """Rows that failed for good (at most ``max_failed_rows``, or the task fails)."""
+    images: int
+    """Output images written (and billed)."""
 
 
 class ProfileStatusResult(TypedDict):

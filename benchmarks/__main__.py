@@ -19,7 +19,7 @@ from typing import Any
 
 from benchmarks._common import BENCH_DIR, run_child
 
-MODULES = ("per_call", "trigger_scale", "parse_cost", "output_memory", "worker_slot")
+MODULES = ("per_call", "trigger_scale", "parse_cost", "output_memory", "worker_slot", "batch_trigger", "campaign_cost")
 
 
 def machine() -> str:

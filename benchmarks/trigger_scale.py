@@ -58,7 +58,7 @@ STEADY_AFTER = 5.0  # seconds; after the start-up (connection lookups, first pol
 # --- one run (child process) -------------------------------------------------------------------------------------
 
 
-async def _ticker(lags: list[tuple[float, float]], stop: asyncio.Event) -> None:
+async def lag_ticker(lags: list[tuple[float, float]], stop: asyncio.Event) -> None:
     """How late a 10 ms sleep wakes up: the delay every coroutine in this loop suffers; (when, lag) pairs."""
     while not stop.is_set():
         started = time.perf_counter()
@@ -104,7 +104,7 @@ async def _run(variant: str, base_url: str, ids: list[str], window: float, trace
     polls = [0]
     lags: list[tuple[float, float]] = []
     stop = asyncio.Event()
-    ticker = asyncio.create_task(_ticker(lags, stop))
+    ticker = asyncio.create_task(lag_ticker(lags, stop))
     deadline = time.time() + window + 60  # never reached: the window ends by cancellation
     cpu_start, start = time.process_time(), time.monotonic()
     if variant == "trigger":

@@ -15,6 +15,7 @@ from airflow_provider_phota.operators.images import PhotaEditOperator, PhotaGene
 from airflow_provider_phota.operators.images import PhotaEnhanceOperator, PhotaRemixOperator
 from airflow_provider_phota.operators.profile import PhotaCreateProfileOperator, PhotaDeleteProfileOperator
 from airflow_provider_phota.sensors.phota import ProfileReadySensor
+from airflow_provider_phota.operators.batch import PhotaBatchOperator
 print(json.dumps(sorted(set(sys.modules) - before)))
 """
 

@@ -17,6 +17,7 @@ from airflow_provider_phota import results
 from airflow_provider_phota.exceptions import PhotaConnectionError, PhotaValidationError
 from airflow_provider_phota.hooks.phota import PhotaHook
 from airflow_provider_phota.hooks.transport import CONNECTION_EXTRAS
+from airflow_provider_phota.operators.batch import PhotaBatchOperator
 from airflow_provider_phota.operators.images import (
     PhotaEditOperator,
     PhotaEnhanceOperator,
@@ -194,3 +195,20 @@ def test_the_xcom_json_example_has_exactly_the_result_keys() -> None:
     example = section("## Outputs and XCom").split("```json\n")[1].split("```")[0]
     example = example.replace('"..."', '"x"')
     assert set(json.loads(example)) == set(typing.get_type_hints(results.ImageOperatorResult))
+
+
+def test_the_batch_section_matches_the_operator(tmp_path: Path) -> None:
+    batch = section("### Batch rendering")
+    check_rows(PhotaBatchOperator, table_after(batch, "**`PhotaBatchOperator`**"))
+    documented = {row["name"] for row in table_after(batch, "**`PhotaBatchOperator`**")}
+    own = set(inspect.signature(PhotaBatchOperator.__init__).parameters) - {"self", "kwargs"}
+    assert documented == own
+
+    class TaskInstance:
+        dag_id, run_id, task_id, map_index = "d", "r", "t", -1
+
+    rows = [{"prompt": "a fox"}, {"prompt": "a fox", "aspect_ratio": "2:1"}]
+    operator = PhotaBatchOperator(task_id="t", endpoint="generate", requests=rows, output_path=str(tmp_path))
+    with pytest.raises(PhotaValidationError) as caught:
+        operator.prepare({"ti": TaskInstance()})  # type: ignore[typeddict-item]
+    assert f"`{caught.value}`" in batch

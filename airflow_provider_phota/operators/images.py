@@ -133,6 +133,56 @@ def classify_image(field: str, value: Any) -> tuple[str, Any] | Violation:
     return Violation(field, f"{text[:60]!r} is not a URL, a base64 image or an existing file", allowed)
 
 
+def resolve_images(endpoint: Endpoint, options: Mapping[str, Any], problems: list[Violation]) -> dict[str, Any]:
+    """``options`` with the image fields of ``endpoint`` replaced by what the API takes: URLs and base64 as given,
+    files read and encoded. What is wrong is appended to ``problems``, naming the field (``images[1]``...)."""
+    resolved = dict(options)
+    for name in contract.IMAGE_FIELDS[endpoint]:
+        value = options.get(name)
+        if value is None:
+            continue
+        if name != "images":
+            resolved[name] = _resolve_image(name, value, problems)
+        elif isinstance(value, list):  # list arguments are normalised by the caller
+            resolved[name] = [_resolve_image(f"images[{i}]", item, problems) for i, item in enumerate(value)]
+        else:
+            problems.append(Violation("images", f"must be a list, got {type(value).__name__}", "a list of images"))
+    return resolved
+
+
+def _resolve_image(field: str, value: Any, problems: list[Violation]) -> Any:
+    kind = classify_image(field, value)
+    if isinstance(kind, Violation):
+        problems.append(kind)
+        return value
+    category, reference = kind
+    if category in ("url", "base64"):
+        return reference  # the service fetches a URL; the contract checks that base64 is an image
+    return _read_image(field, reference, problems)
+
+
+def _read_image(field: str, path: ObjectStoragePath, problems: list[Violation]) -> str:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        problems.append(Violation(field, f"{path} does not exist", "an existing file"))
+        return ""
+    except (OSError, ValueError) as error:
+        problems.append(Violation(field, f"{path} cannot be read: {error}", "a readable file"))
+        return ""
+    if image_format(data[:16]) is None:
+        problems.append(Violation(field, f"{path} is not an image", IMAGE_FORMATS))
+    return base64.b64encode(data).decode("ascii")
+
+
+def missing_prompt(endpoint: Endpoint, prompt: Any) -> list[Violation]:
+    """The violation of an endpoint that needs a prompt (``/edit``, ``/generate``) given none or an empty one."""
+    if prompt is not None and not (isinstance(prompt, str) and not prompt.strip()):
+        return []
+    message = "is required" if prompt is None else "is empty"
+    return [Violation("prompt", message, f"a non-empty prompt: /{endpoint.value} needs one")]
+
+
 def _parse_timestamp(value: str | None) -> float | None:
     if not value:
         return None
@@ -222,10 +272,8 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
             problem = validate_output_folder("output_path", self.output_path)
             if problem:
                 problems.append(problem)
-        prompt = getattr(self, "prompt", None)
-        if self.prompt_required and (prompt is None or (isinstance(prompt, str) and not prompt.strip())):
-            message = "is required" if prompt is None else "is empty"
-            problems.append(Violation("prompt", message, f"a non-empty prompt: /{self.endpoint.value} needs one"))
+        if self.prompt_required:
+            problems += missing_prompt(self.endpoint, getattr(self, "prompt", None))
         return problems
 
     def _raw_options(self) -> dict[str, Any]:
@@ -244,47 +292,6 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
             options.pop("response_mode", None)  # an async job always answers with URLs
         return contract.compact(options)
 
-    def _resolve_images(self, options: dict[str, Any], problems: list[Violation]) -> dict[str, Any]:
-        """Replace image arguments with what the API takes: URLs and base64 as given, files read and encoded."""
-        resolved = dict(options)
-        for name in contract.IMAGE_FIELDS[self.endpoint]:
-            value = options.get(name)
-            if value is None:
-                continue
-            if name != "images":
-                resolved[name] = self._resolve_image(name, value, problems)
-            elif isinstance(value, list):  # list arguments are normalised by _raw_options
-                resolved[name] = [self._resolve_image(f"images[{i}]", item, problems) for i, item in enumerate(value)]
-            else:
-                problems.append(Violation("images", f"must be a list, got {type(value).__name__}", "a list of images"))
-        return resolved
-
-    def _resolve_image(self, field: str, value: Any, problems: list[Violation]) -> Any:
-        kind = classify_image(field, value)
-        if isinstance(kind, Violation):
-            problems.append(kind)
-            return value
-        category, reference = kind
-        if category == "url":
-            return reference  # the service fetches it
-        if category == "base64":
-            return reference  # the contract checks that it is an image
-        return self._read_image(field, reference, problems)
-
-    @staticmethod
-    def _read_image(field: str, path: ObjectStoragePath, problems: list[Violation]) -> str:
-        try:
-            data = path.read_bytes()
-        except FileNotFoundError:
-            problems.append(Violation(field, f"{path} does not exist", "an existing file"))
-            return ""
-        except (OSError, ValueError) as error:
-            problems.append(Violation(field, f"{path} cannot be read: {error}", "a readable file"))
-            return ""
-        if image_format(data[:16]) is None:
-            problems.append(Violation(field, f"{path} is not an image", IMAGE_FORMATS))
-        return base64.b64encode(data).decode("ascii")
-
     def prepare_request(self, context: Context) -> tuple[dict[str, Any], str | None]:
         """Check every argument and build the request; no request is sent.
 
@@ -292,7 +299,7 @@ class _PhotaImageOperator(PhotaHookMixin, BaseOperator):
         Raises :class:`PhotaValidationError` naming every bad field.
         """
         problems = self._operator_violations()
-        options = self._resolve_images(self._raw_options(), problems)
+        options = resolve_images(self.endpoint, self._raw_options(), problems)
         key = None
         if self.use_async_job is False:
             body = options

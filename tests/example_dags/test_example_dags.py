@@ -170,7 +170,7 @@ def test_failed_retraining_keeps_the_current_profile(
     assert Variable.get("phota_profile__failing") == "prof_current"
 
 
-def test_marketing_batch_fans_out_and_emits_one_asset_event(
+def test_marketing_batch_renders_the_campaign_in_one_task_and_emits_one_asset_event(
     airflow_db: None, example_env: None, example_bag: Any, phota_emulator: PhotaEmulator, tmp_path: Path
 ) -> None:
     from airflow_provider_phota.hooks.phota import PhotaHook
@@ -189,9 +189,12 @@ def test_marketing_batch_fans_out_and_emits_one_asset_event(
         run_conf={"campaign_uri": str(campaign), "output_uri": f"file://{tmp_path}/campaigns"},
     )
     assert str(run.state).endswith("success")
-    (manifest_path,) = (tmp_path / "campaigns").glob("*/manifest.json")
-    renders = json.loads(manifest_path.read_text())["renders"]
+    assert [ti.task_id for ti in run.get_task_instances()] == ["render"]
+    (manifest_path,) = (tmp_path / "campaigns").glob("*/render-manifest.json")
+    manifest = json.loads(manifest_path.read_text())
+    renders = manifest["rows"]
     assert [r["count"] for r in renders] == [2, 1, 3]
+    assert manifest["known_subjects"] == {profile_id: 6}
     sizes = [(1024, 1024), (2048, 1152), (576, 1024)]
     for render, size in zip(renders, sizes, strict=True):
         assert render["known_subjects"] == {profile_id: render["count"]}
@@ -201,10 +204,13 @@ def test_marketing_batch_fans_out_and_emits_one_asset_event(
                 assert image.size == size
                 assert image.format == "JPEG"
     prompts = [r.json["prompt"] for r in phota_emulator.requests_to("/v1/phota/generate", "POST")]
+    assert len(prompts) == 3
     assert all(f"[[{profile_id}]]" in prompt for prompt in prompts)
+    assert len(phota_emulator.charges("images")) == 3
     (event,) = asset_event_extras(run, "phota://examples/marketing/renders")
     assert event["images"] == 6
     assert event["rows"] == 3
+    assert event["manifest_uri"] == f"file://{manifest_path}"
 
 
 # What the example DAGs may import from the provider: its documented public API.
@@ -215,6 +221,7 @@ PUBLIC_API = {
         "PhotaEnhanceOperator",
         "PhotaRemixOperator",
     },
+    "airflow_provider_phota.operators.batch": {"PhotaBatchOperator"},
     "airflow_provider_phota.operators.profile": {"PhotaCreateProfileOperator", "PhotaDeleteProfileOperator"},
     "airflow_provider_phota.sensors.phota": {"ProfileReadySensor"},
     "airflow_provider_phota.hooks.phota": {"PhotaHook"},

@@ -15,6 +15,7 @@ import pytest
 from airflow_provider_phota import results
 from airflow_provider_phota._compat import AirflowFailException
 from airflow_provider_phota.contract import image_format
+from airflow_provider_phota.operators.batch import PhotaBatchOperator
 from airflow_provider_phota.operators.images import (
     PhotaEditOperator,
     PhotaEnhanceOperator,
@@ -25,10 +26,17 @@ from airflow_provider_phota.operators.images import (
 from airflow_provider_phota.operators.profile import PhotaCreateProfileOperator, PhotaDeleteProfileOperator
 from airflow_provider_phota.sensors.phota import ProfileReadySensor
 from airflow_provider_phota.testing import PhotaEmulator
+from airflow_provider_phota.triggers.batch import PhotaBatchTrigger
 from airflow_provider_phota.triggers.phota import PhotaJobTrigger, ProfileReadyTrigger
 
 IMAGE_OPERATORS = [PhotaEditOperator, PhotaGenerateOperator, PhotaEnhanceOperator, PhotaRemixOperator]
-OPERATORS: list[type] = [*IMAGE_OPERATORS, PhotaCreateProfileOperator, PhotaDeleteProfileOperator, ProfileReadySensor]
+OPERATORS: list[type] = [
+    *IMAGE_OPERATORS,
+    PhotaBatchOperator,
+    PhotaCreateProfileOperator,
+    PhotaDeleteProfileOperator,
+    ProfileReadySensor,
+]
 PNG_1X1 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 
 
@@ -59,7 +67,7 @@ def test_every_argument_is_documented_and_templated_ones_say_so(cls: type) -> No
     assert "phota_conn_id" in cls.template_fields  # type: ignore[attr-defined]
 
 
-@pytest.mark.parametrize("cls", [ProfileReadyTrigger, PhotaJobTrigger], ids=lambda cls: cls.__name__)
+@pytest.mark.parametrize("cls", [ProfileReadyTrigger, PhotaJobTrigger, PhotaBatchTrigger], ids=lambda cls: cls.__name__)
 def test_trigger_arguments_are_documented(cls: type) -> None:
     assert set(inspect.signature(cls.__init__).parameters) - {"self"} == set(documented(cls))
 
@@ -97,6 +105,14 @@ def test_result_types_name_every_key() -> None:
         "cost_basis",
     }
     assert set(get_type_hints(results.DeleteProfileResult)) == {"profile_id", "deleted"}
+    assert set(get_type_hints(results.BatchOperatorResult)) == {
+        "endpoint",
+        "manifest_uri",
+        "rows",
+        "succeeded",
+        "failed",
+        "images",
+    }
 
 
 # --- warnings ------------------------------------------------------------------------------------------------------
