@@ -41,17 +41,23 @@ def row_prompt(row: int) -> str:
 
 
 class HeldGenerateOperator(PhotaGenerateOperator):
-    """PhotaGenerateOperator whose first try of ``HOLD_ROW`` waits between its submit and its deferral (test-only;
-    see the module docstring). Every other try and row behaves exactly like the provider's operator."""
+    """PhotaGenerateOperator whose first try of ``HOLD_ROW`` to reach its deferral waits between its submit and the
+    deferral (test-only; see the module docstring). Usually try 1; a try that an injected fault failed before it
+    submitted does not use up the hold. Every other try and row behaves exactly like the provider's operator."""
 
     def defer(self, **kwargs: Any) -> Any:  # type: ignore[override]
         hold_file = os.environ.get(HOLD_FILE_VARIABLE)
         ti = get_current_context()["ti"]
-        if hold_file and ti.map_index == HOLD_ROW and ti.try_number == 1:
+        if hold_file and ti.map_index == HOLD_ROW and not Path(hold_file).exists():
             from airflow.sdk.api.client import get_hostname
 
             trigger = kwargs["trigger"]
-            details = {"job_id": trigger.job_id, "hostname": get_hostname(), "pid": os.getpid()}
+            details = {
+                "job_id": trigger.job_id,
+                "hostname": get_hostname(),
+                "pid": os.getpid(),
+                "try_number": ti.try_number,
+            }
             Path(hold_file).write_text(json.dumps(details))
             self.log.info("Test hold: job %s submitted, not deferring for up to %.0f s", trigger.job_id, HOLD_SECONDS)
             time.sleep(HOLD_SECONDS)
