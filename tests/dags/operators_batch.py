@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pendulum
-from airflow.sdk import DAG, Asset, task
+from airflow.providers.common.compat.sdk import DAG, Asset, task
 
 from airflow_provider_phota.operators.batch import PhotaBatchOperator
 

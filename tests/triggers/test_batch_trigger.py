@@ -187,7 +187,7 @@ async def test_a_wrong_key_ends_the_wait_without_retries(emu: PhotaEmulator) -> 
 
 
 async def test_progress_is_one_line_per_round_and_only_on_a_change(
-    emu: PhotaEmulator, capfd: pytest.CaptureFixture[str]
+    emu: PhotaEmulator, task_log: Callable[[], str]
 ) -> None:
     job_ids = submit_jobs(4)
     progress = {"rows": 10, "succeeded": 3, "failed": 1, "pending": 2}
@@ -195,7 +195,7 @@ async def test_progress_is_one_line_per_round_and_only_on_a_change(
     (event,) = await collect(PhotaBatchTrigger(job_ids, CONN_ID, INTERVAL, time.time() + 1.0, progress=progress))
 
     assert event["status"] == "timeout"
-    lines = [line for line in capfd.readouterr().out.splitlines() if "Phota batch after" in line]
+    lines = [line for line in task_log().splitlines() if "Phota batch after" in line]
     rounds = Counter(len(stamps) for stamps in gets_per_job(emu).values())
     assert list(rounds) != [1]  # several rounds ran
     assert len(lines) == 1  # nothing changed after the first round
