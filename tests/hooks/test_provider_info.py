@@ -82,6 +82,20 @@ def test_providers_manager_knows_the_provider_and_the_hook() -> None:
 EXTRA_LABELS = {name: spec["label"] for name, spec in connection_type_info()["conn-fields"].items()}
 
 
+def airflow_cli_json(*args: str) -> Any:
+    """``airflow <args> -o json`` in a fresh process (AIRFLOW_HOME from conftest), its JSON answer."""
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "airflow"), *args, "-o", "json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "AIRFLOW__LOGGING__LOGGING_LEVEL": "ERROR"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    return json.loads(result.stdout[result.stdout.index("[") :])  # 2.x prints warnings first
+
+
 @pytest.mark.skipif(
     AIRFLOW_VERSION.release[:2] == (3, 0),
     reason="Airflow 3.0's UI shows no provider's extra fields without the FAB provider (the README says so)",
@@ -132,33 +146,14 @@ else:
     reason="``airflow providers widgets`` of 3.0 and 3.1 lists widgets only where FAB is installed",
 )
 def test_airflow_cli_lists_the_connection_form_fields() -> None:
-    result = subprocess.run(
-        [str(Path(sys.executable).parent / "airflow"), "providers", "widgets", "-o", "json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "AIRFLOW__LOGGING__LOGGING_LEVEL": "ERROR"},
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    widgets = json.loads(result.stdout[result.stdout.index("[") :])  # 2.x prints warnings first
+    widgets = airflow_cli_json("providers", "widgets")
     ours = {row["connection_parameter_name"] for row in widgets if row["package_name"] == "airflow-provider-phota"}
     assert ours == {f"extra__phota__{name}" for name in EXTRA_LABELS}
 
 
 def test_airflow_cli_lists_the_hook() -> None:
     """What an operator sees: ``airflow providers hooks`` in a fresh process (AIRFLOW_HOME from conftest)."""
-    airflow_bin = Path(sys.executable).parent / "airflow"
-    result = subprocess.run(
-        [str(airflow_bin), "providers", "hooks", "-o", "json"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "AIRFLOW__LOGGING__LOGGING_LEVEL": "ERROR"},
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    hooks = json.loads(result.stdout[result.stdout.index("[") :])  # 2.x prints warnings first
+    hooks = airflow_cli_json("providers", "hooks")
     phota = [entry for entry in hooks if entry["connection_type"] == "phota"]
     assert phota == [
         {
