@@ -458,7 +458,7 @@ class PhotaBatchOperator(PhotaHookMixin, BaseOperator):
             return None
         prices = self.hook.settings.prices
         estimate = combined([estimate_worst_case(self.endpoint, row.request, prices) for row in batch.rows])
-        scope = f"this batch of {len(batch.rows)} rows"
+        scope = f"this batch of {len(batch.rows)} row{'' if len(batch.rows) == 1 else 's'}"
         refusal = limit_refusal(estimate, limit, scope=scope, where=f"connection {self.phota_conn_id!r}")
         if refusal:
             raise PhotaCostLimitError(refusal)
