@@ -103,8 +103,8 @@ def _run_facet_class() -> type:
 
     @attr.define
     class PhotaRunFacet(RunFacet):
-        """The ``phota`` run facet: endpoint, base model, counts, job and request ids, cost (unset fields: None,
-        left out of the event)."""
+        """The ``phota`` run facet: endpoint, base model, counts (of a batch: its rows too), job and request ids,
+        cost (unset fields: None, left out of the event)."""
 
         endpoint: str
         baseModel: str | None = None  # OpenLineage facets are camelCase
@@ -120,6 +120,9 @@ def _run_facet_class() -> type:
         reused: bool | None = None
         costUsd: float | None = None
         costBasis: str | None = None
+        rowCount: int | None = None  # a batch's rows: all, those whose outputs are written, those that failed
+        succeededRows: int | None = None
+        failedRows: int | None = None
 
     return PhotaRunFacet
 

@@ -47,8 +47,8 @@ class ImageOperatorResult(TypedDict):
 
 
 class BatchOperatorResult(TypedDict):
-    """What ``PhotaBatchOperator`` returns: counts and the manifest's URI. Each row's request, job, output URIs,
-    ``known_subjects`` and error are in the manifest, never in XCom."""
+    """What ``PhotaBatchOperator`` returns: counts, the cost and the manifest's URI. Each row's request, job, output
+    URIs, ``known_subjects``, cost and error are in the manifest, never in XCom."""
 
     endpoint: str
     manifest_uri: str
@@ -60,6 +60,12 @@ class BatchOperatorResult(TypedDict):
     """Rows that failed for good (at most ``max_failed_rows``, or the task fails)."""
     images: int
     """Output images written (and billed)."""
+    cost_usd: float | None
+    """What the rows that succeeded cost in dollars, each priced like an image operator's result (a failed row's
+    job is refunded); ``None`` when the price table has no rate for any of them (see ``cost_basis``)."""
+    cost_basis: str
+    """How ``cost_usd`` was computed, e.g. ``"2 request(s), 3 output(s) = $0.24"``; each row's basis is in the
+    manifest."""
 
 
 class ProfileStatusResult(TypedDict):

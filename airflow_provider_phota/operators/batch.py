@@ -21,7 +21,10 @@ promise of the single-image operators for every row:
   has a job and downloads nothing that is already written;
 * **partial failure**: rows that fail for good (moderation, input the service refuses) do not stop the others; the
   task fails only if more than ``max_failed_rows`` rows failed, after every other output was written, naming the rows
-  and the reasons.
+  and the reasons;
+* **priced**: with ``max_cost_usd`` the worst case of the whole batch (every output of every row with identity,
+  :func:`~airflow_provider_phota.pricing.combined`) must fit before the first submit; each row's cost and the
+  batch's total are in the manifest, the total in XCom and the Asset event, and the images and cost in the metrics.
 
 XCom and the Asset events of the outlets get counts and the manifest's URI only
 (:class:`~airflow_provider_phota.results.BatchOperatorResult`); one event per batch, not per row.
@@ -46,6 +49,7 @@ from airflow_provider_phota import contract
 from airflow_provider_phota._compat import AirflowException, AirflowFailException, BaseOperator, Context
 from airflow_provider_phota.contract import OUTPUT_FORMATS, Endpoint, JobState, Violation
 from airflow_provider_phota.events import EVENT_ERROR, EVENT_TIMEOUT, error_is_retryable
+from airflow_provider_phota.exceptions import PhotaCostLimitError
 from airflow_provider_phota.operators.base import (
     DEFAULT_CONN_ID,
     PhotaHookMixin,
@@ -64,6 +68,7 @@ from airflow_provider_phota.operators.images import (
     PhotaEnhanceOperator,
     PhotaGenerateOperator,
     PhotaRemixOperator,
+    classify_image,
     derived_client_request_id,
     missing_prompt,
     resolve_images,
@@ -75,6 +80,8 @@ if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
     from airflow_provider_phota.hooks.phota import PhotaHook
+    from airflow_provider_phota.lineage import LineageRecord
+    from airflow_provider_phota.pricing import Cost
     from airflow_provider_phota.results import BatchOperatorResult
 
 # The API documents no rate limit (api-decisions D13 only says how a 429 looks). 100 jobs in flight keep the polling
@@ -91,6 +98,7 @@ OPERATORS = {
 }
 
 PENDING, IN_FLIGHT, SUCCEEDED, FAILED = "pending", "in_flight", "succeeded", "failed"
+FAILED_ROW_COST = "$0.00: the row failed, nothing charged (a FAILED job is refunded)"
 
 
 @dataclass
@@ -247,12 +255,24 @@ class PhotaBatchOperator(PhotaHookMixin, BaseOperator):
     :param poll_interval: seconds between two status checks of the same job (default 5).
     :param timeout: seconds to wait for one wave (default 3600); then the try fails, and a retry resumes with the
         same jobs.
+    :param max_cost_usd: the most the whole batch may spend, in dollars (templated). After the rows are checked and
+        before the first submit, the worst-case cost of every row together (every output with identity, priced from
+        the connection's price table) must fit, else the task fails without retries and nothing is submitted; a row
+        whose rate is unknown is refused. ``None`` (default): no limit.
     :param phota_conn_id: the Phota connection (default ``phota_default``; templated).
     """
 
-    template_fields: Sequence[str] = ("endpoint", "requests", "output_path", "output_format", "phota_conn_id")
+    template_fields: Sequence[str] = (
+        "endpoint",
+        "requests",
+        "output_path",
+        "output_format",
+        "max_cost_usd",
+        "phota_conn_id",
+    )
     template_fields_renderers = {"requests": "json"}
     ui_color = "#c4b5fd"
+    _lineage: LineageRecord | None = None  # what the batch read and wrote, for OpenLineage
 
     def __init__(
         self,
@@ -266,6 +286,7 @@ class PhotaBatchOperator(PhotaHookMixin, BaseOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         timeout: float = DEFAULT_JOB_TIMEOUT,
+        max_cost_usd: float | str | None = None,
         phota_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
@@ -279,6 +300,7 @@ class PhotaBatchOperator(PhotaHookMixin, BaseOperator):
         self.deferrable = deferrable
         self.poll_interval = poll_interval
         self.timeout = timeout
+        self.max_cost_usd = max_cost_usd
         self.phota_conn_id = phota_conn_id
 
     @cached_property
@@ -288,9 +310,13 @@ class PhotaBatchOperator(PhotaHookMixin, BaseOperator):
     # --- checks -----------------------------------------------------------------------------------------------
 
     def _operator_violations(self) -> list[Violation]:
+        from airflow_provider_phota.pricing import parse_limit
         from airflow_provider_phota.storage import validate_output_folder
 
         problems = []
+        limit = parse_limit("max_cost_usd", self.max_cost_usd)
+        if isinstance(limit, Violation):
+            problems.append(limit)
         if self.endpoint not in set(Endpoint):
             allowed = ", ".join(repr(e.value) for e in Endpoint)
             problems.append(Violation("endpoint", f"{self.endpoint!r} is not a studio endpoint", allowed))
@@ -420,6 +446,26 @@ class PhotaBatchOperator(PhotaHookMixin, BaseOperator):
         self._attach(batch, manifest, verify_outputs=check_files)
         return batch
 
+    def check_cost_limit(self, batch: _Batch) -> Cost | None:
+        """With ``max_cost_usd``, refuse a batch whose worst-case cost (every output of every row with identity) is
+        above it, or unknown for any row, before anything is submitted: :class:`PhotaCostLimitError`. Returns the
+        estimate (``None`` without a limit). ``batch`` comes from :meth:`prepare`, which has validated the rows and
+        ``max_cost_usd``. The limit is for the whole batch, also on a retry that finds rows already done."""
+        from airflow_provider_phota.pricing import combined, estimate_worst_case, limit_refusal, parse_limit, usd
+
+        limit = parse_limit("max_cost_usd", self.max_cost_usd)
+        if limit is None or isinstance(limit, Violation):
+            return None
+        prices = self.hook.settings.prices
+        estimate = combined([estimate_worst_case(self.endpoint, row.request, prices) for row in batch.rows])
+        scope = f"this batch of {len(batch.rows)} row{'' if len(batch.rows) == 1 else 's'}"
+        refusal = limit_refusal(estimate, limit, scope=scope, where=f"connection {self.phota_conn_id!r}")
+        if refusal:
+            raise PhotaCostLimitError(refusal)
+        assert estimate.usd is not None  # an unknown cost is refused
+        self.log.info("Worst-case cost %s fits max_cost_usd %s (%s)", usd(estimate.usd), usd(limit), estimate.basis)
+        return estimate
+
     # --- state: the manifest ----------------------------------------------------------------------------------
 
     def _stem(self, context: Context) -> str:
@@ -493,8 +539,31 @@ class PhotaBatchOperator(PhotaHookMixin, BaseOperator):
             elif row.job_id:
                 row.status = IN_FLIGHT
 
+    def _row_cost(self, row: _Row) -> Cost | None:
+        """What a row that SUCCEEDED cost (count x rate, at the identity rate for its ``known_subjects``); ``None``
+        for a row that did not: a FAILED job is refunded, a row refused at submit was never charged."""
+        from airflow_provider_phota.pricing import cost_of
+
+        if row.status != SUCCEEDED:
+            return None
+        prices = self.hook.settings.prices
+        return cost_of(self.endpoint, row.request, prices, count=row.count, known_subjects=row.known_subjects)
+
+    def _batch_cost(self, batch: _Batch) -> Cost:
+        """The total of the rows that SUCCEEDED so far (unknown if any of them is)."""
+        from airflow_provider_phota.pricing import combined
+
+        return combined([cost for cost in map(self._row_cost, batch.rows) if cost is not None])
+
     def _row_entry(self, row: _Row) -> dict[str, Any]:
         """One row of the manifest."""
+        cost = self._row_cost(row)
+        if cost is not None:
+            priced = cost.as_extra()
+        elif row.status == FAILED:
+            priced = {"cost_usd": 0.0, "cost_basis": FAILED_ROW_COST}
+        else:
+            priced = {"cost_usd": None, "cost_basis": "not finished yet"}
         return {
             "row": row.number,
             "request": _abbreviated(row.request, Endpoint(self.endpoint)),
@@ -506,6 +575,7 @@ class PhotaBatchOperator(PhotaHookMixin, BaseOperator):
             "output_uris": row.output_uris,
             "error": row.error,
             "failed_jobs": row.failed_jobs,
+            **priced,
         }
 
     def _write_manifest(self, context: Context, batch: _Batch, *, complete: bool) -> str:
@@ -521,6 +591,7 @@ class PhotaBatchOperator(PhotaHookMixin, BaseOperator):
             "complete": complete,
             "counts": batch.counts(),
             "known_subjects": subjects,
+            **self._batch_cost(batch).as_extra(),
             "profiles": batch.profiles,
             "rows": [self._row_entry(row) for row in batch.rows],
         }
@@ -531,6 +602,7 @@ class PhotaBatchOperator(PhotaHookMixin, BaseOperator):
     def execute(self, context: Context) -> BatchOperatorResult:
         with fail_fast_on_permanent_errors():
             batch = self.prepare(context)
+            self.check_cost_limit(batch)
         counts = batch.counts()
         if counts["pending"] < counts["rows"]:
             self.log.info(
@@ -643,7 +715,9 @@ class PhotaBatchOperator(PhotaHookMixin, BaseOperator):
 
     def _write_outputs(self, context: Context, row: _Row, state: JobState) -> None:
         """Each output of the row, streamed to its file atomically; a file already there (an earlier try wrote it,
-        names are unique per job) is not downloaded again."""
+        names are unique per job) is not downloaded again. The row's images and cost go to the metrics once, when it
+        is written (a row a retry takes over from the manifest was counted by the try that wrote it)."""
+        from airflow_provider_phota import metrics
         from airflow_provider_phota.storage import uri_of
 
         assert state.result is not None
@@ -655,6 +729,8 @@ class PhotaBatchOperator(PhotaHookMixin, BaseOperator):
             uris.append(uri_of(target))
         row.status, row.output_uris = SUCCEEDED, uris
         row.count, row.known_subjects = state.result.count, dict(state.result.known_subjects)
+        cost = self._row_cost(row)
+        metrics.record_images(str(self.endpoint), row.request, row.count, cost.usd if cost else None)
 
     def _submit_wave(self, batch: _Batch) -> int:
         """Submit pending rows until ``max_in_flight`` jobs are outstanding; returns how many were submitted. A row
@@ -728,6 +804,7 @@ class PhotaBatchOperator(PhotaHookMixin, BaseOperator):
     def _finish(self, context: Context, batch: _Batch) -> BatchOperatorResult:
         manifest_uri = self._write_manifest(context, batch, complete=True)
         counts = batch.counts()
+        cost = self._batch_cost(batch)
         result: BatchOperatorResult = {
             "endpoint": str(self.endpoint),
             "manifest_uri": manifest_uri,
@@ -735,15 +812,18 @@ class PhotaBatchOperator(PhotaHookMixin, BaseOperator):
             "succeeded": counts[SUCCEEDED],
             "failed": counts[FAILED],
             "images": counts["images"],
+            **cost.as_extra(),  # type: ignore[typeddict-item]
         }
         self.log.info(
-            "Phota batch done: %d rows, %d succeeded (%d images), %d failed; manifest %s",
+            "Phota batch done: %d rows, %d succeeded (%d images), %d failed; cost: %s; manifest %s",
             result["rows"],
             result["succeeded"],
             result["images"],
             result["failed"],
+            cost.basis,
             manifest_uri,
         )
+        self._lineage = self._lineage_record(batch, result, cost)
         failed = batch.having(FAILED)
         if len(failed) > self.max_failed_rows:
             shown = "; ".join(
@@ -757,3 +837,57 @@ class PhotaBatchOperator(PhotaHookMixin, BaseOperator):
             )
         record_asset_events(context, list(self.outlets), dict(result))
         return result
+
+    # --- lineage ----------------------------------------------------------------------------------------------
+
+    def _lineage_record(self, batch: _Batch, result: BatchOperatorResult, cost: Cost) -> LineageRecord:
+        """Inputs (every row's input images: URLs without their query, storage URIs, base64 by hash; the profiles
+        the rows use), outputs (the written files and the manifest) and the run facet of the batch."""
+        from airflow_provider_phota import lineage
+
+        endpoint = Endpoint(self.endpoint)
+        record = lineage.LineageRecord()
+        profiles: list[str] = []
+        for row in batch.rows:
+            for name in contract.IMAGE_FIELDS[endpoint]:
+                value = row.request.get(name)
+                items = value if isinstance(value, list) else [value] if value is not None else []
+                for index, item in enumerate(items):
+                    kind = classify_image(name if name != "images" else f"images[{index}]", item)
+                    if not isinstance(kind, Violation):
+                        record.inputs.append(lineage.image_input_dataset(*kind))
+            profile_ids = row.request.get("profile_ids") if endpoint is not Endpoint.GENERATE else None
+            profiles += contract.referenced_profiles(row.request.get("prompt"), profile_ids)
+            record.outputs += [lineage.storage_dataset(uri) for uri in row.output_uris]
+        record.profiles_used = list(dict.fromkeys(profiles))
+        record.outputs.append(lineage.storage_dataset(result["manifest_uri"]))
+        subjects: dict[str, int] = {}
+        for row in batch.having(SUCCEEDED):
+            for profile_id, count in row.known_subjects.items():
+                subjects[profile_id] = subjects.get(profile_id, 0) + count
+        models = {str(row.request.get("base_model") or contract.DEFAULT_BASE_MODEL) for row in batch.rows}
+        if endpoint in (Endpoint.ENHANCE, Endpoint.REMIX):
+            models = {contract.DEFAULT_BASE_MODEL}  # they always run Nano Banana 2
+        record.run = lineage.run_facts(
+            endpoint=result["endpoint"],
+            baseModel=models.pop() if len(models) == 1 else None,
+            outputCount=result["images"],
+            identityOutputs=cost.with_identity,
+            knownSubjects=subjects,
+            rowCount=result["rows"],
+            succeededRows=result["succeeded"],
+            failedRows=result["failed"],
+            costUsd=result["cost_usd"],
+            costBasis=result["cost_basis"],
+        )
+        return record
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The OpenLineage provider's hook: the batch's inputs, outputs and ``phota`` run facet
+        (:mod:`airflow_provider_phota.lineage`). Called only where that provider is installed.
+
+        :param task_instance: the finished task instance (unused: the task noted what it did while it ran).
+        """
+        from airflow_provider_phota.lineage import operator_lineage
+
+        return operator_lineage(self._lineage, self.hook.settings.base_url if self._lineage else "")

@@ -106,6 +106,8 @@ def test_a_campaign_file_renders_in_one_task_with_one_asset_event(conn: PhotaEmu
         "succeeded": 2,
         "failed": 0,
         "images": 3,
+        "cost_usd": None,  # no price table on this connection: /generate's rates are not published
+        "cost_basis": "unknown: 2 of 2 request(s) have no rate ('nb2/1K' first)",
     }
     manifest = manifest_of(out)
     assert manifest["complete"] is True

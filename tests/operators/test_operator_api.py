@@ -112,6 +112,8 @@ def test_result_types_name_every_key() -> None:
         "succeeded",
         "failed",
         "images",
+        "cost_usd",
+        "cost_basis",
     }
 
 
