@@ -137,38 +137,6 @@ class _Batch:
         return {"rows": len(self.rows), **counts, "images": sum(row.count for row in self.having(SUCCEEDED))}
 
 
-class _CallLinesAtDebug:
-    """A logger for the batch's HTTP client: its per-call INFO lines (one per submit, status check and download, so
-    thousands per batch) go to DEBUG; warnings (retries, transient errors) stay. The batch logs one progress line per
-    wave instead."""
-
-    def __init__(self, log: Any) -> None:
-        self._log = log
-
-    @staticmethod
-    def _level(level: int) -> int:
-        return logging.DEBUG if level == logging.INFO else level
-
-    def isEnabledFor(self, level: int) -> bool:
-        return bool(self._log.isEnabledFor(self._level(level)))
-
-    def log(self, level: int, event: Any, *args: Any, **kw: Any) -> Any:
-        return self._log.log(self._level(level), event, *args, **kw)
-
-    def warning(self, event: Any, *args: Any, **kw: Any) -> Any:
-        return self._log.warning(event, *args, **kw)
-
-
-def _batch_hook(phota_conn_id: str) -> PhotaHook:
-    """A :class:`PhotaHook` whose synchronous client logs its calls at DEBUG (see :class:`_CallLinesAtDebug`)."""
-    from airflow_provider_phota.hooks.phota import PhotaHook
-    from airflow_provider_phota.hooks.transport import SyncClient
-
-    hook = PhotaHook(phota_conn_id)
-    hook.__dict__["client"] = SyncClient(hook.settings, _CallLinesAtDebug(hook.log))  # the cached client
-    return hook
-
-
 def _count_violations(name: str, value: Any, *, minimum: int) -> list[Violation]:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         return [Violation(name, f"{value!r} is out of range", f"an integer >= {minimum}")]
@@ -305,7 +273,13 @@ class PhotaBatchOperator(PhotaHookMixin, BaseOperator):
 
     @cached_property
     def hook(self) -> PhotaHook:
-        return _batch_hook(self.phota_conn_id)
+        """The hook, its per-call lines at DEBUG: one per submit, status check and download would be thousands per
+        batch (retries and transient errors still warn); the batch logs one progress line per wave instead."""
+        from airflow_provider_phota.hooks.phota import PhotaHook
+
+        hook = PhotaHook(self.phota_conn_id)
+        hook.client.call_level = logging.DEBUG
+        return hook
 
     # --- checks -----------------------------------------------------------------------------------------------
 
