@@ -102,5 +102,5 @@ class PhotaGalleryPlugin(AirflowPlugin):
     """Thumbnails of the images a DAG run's Phota tasks wrote, inside the Airflow UI (Airflow 3.1+)."""
 
     name = "phota"
-    fastapi_apps = _BuiltOnFirstUse(_fastapi_apps)  # type: ignore[assignment]
+    fastapi_apps = _BuiltOnFirstUse(_fastapi_apps)
     external_views = gallery_views() if _supported_here() else []

@@ -98,6 +98,8 @@ def _split(location: str) -> tuple[str, str, str] | None:
     if not location or any(char in location for char in _UNSAFE_IN_URI):
         return None
     if "://" not in location:
+        if not location.startswith("/"):
+            return None  # relative to a worker's working folder: unknown here
         location = "file://" + location
     parts = urlsplit(location)
     path = parts.path

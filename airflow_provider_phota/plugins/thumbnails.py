@@ -40,7 +40,7 @@ DEFAULT_CACHE_MB = 256
 _QUALITIES = (82, 70, 58, 46)
 _CACHE_ENV = "PHOTA_GALLERY_CACHE_DIR"
 _CACHE_MB_ENV = "PHOTA_GALLERY_CACHE_MB"
-_SECRET_NAME = ".key"
+_KEY_FILE = ".key"
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -105,7 +105,7 @@ def _read(path: Path) -> bytes | None:
 
 
 def _secret(folder: Path) -> bytes:
-    path = folder / _SECRET_NAME
+    path = folder / _KEY_FILE
     existing = _read(path)
     if existing and len(existing) >= 32:
         return existing
@@ -214,7 +214,7 @@ def evict(folder: Path, limit: int | None = None) -> None:
     entries = []
     with os.scandir(folder) as listing:
         for item in listing:
-            if item.name == _SECRET_NAME:
+            if item.name == _KEY_FILE:
                 continue
             info = item.stat(follow_symlinks=False)
             entries.append((info.st_mtime_ns, info.st_size, item.path))
