@@ -171,7 +171,7 @@ def _card(image: GalleryImage) -> str:
         f'<a href="#view-{image.number}" title="Open the full image">'
         f'<img src="thumbnail?{query}" alt="{html.escape(prompt)}" loading="lazy" decoding="async"></a>'
         if measured is not None
-        else '<div class="missing">no longer in storage</div>'
+        else '<div class="missing">no image to show: gone, or not a raster image</div>'
     )
     return f"""
 <figure class="card" data-uri="{html.escape(image.uri)}">

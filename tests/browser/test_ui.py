@@ -425,12 +425,20 @@ def test_xcom_written_through_the_rest_api_by_a_user_cannot_make_the_gallery_ser
                 assert answer.status_code == 404, (route, uri, answer.status_code)
                 assert not [secret for secret in secrets if secret in answer.content], (route, uri)
                 assert not answer.headers.get("content-type", "").startswith("image/"), (route, uri)
-        # The page lists none of them, and still every real output.
+        # The page lists nothing outside the task's output folder; what was planted inside it (claimed, so listed,
+        # as any XCom reader sees it) has a card with no picture; every real output still shows.
         session = log_in_through_ui(browser, deployment, "author")
         session.page.goto(deployment.base_url + gallery_path(run_id))
-        uris = session.page.locator("figure.card").evaluate_all("cards => cards.map(card => card.dataset.uri)")
-        assert len(uris) == EXPECTED_IMAGES
-        assert not set(uris) & set(planted_uris)
+        cards = session.page.locator("figure.card")
+        uris = cards.evaluate_all("cards => cards.map(card => card.dataset.uri)")
+        inside = {f"file://{path}" for path in (svg, named_png, link)}
+        assert set(uris) - set(planted_uris) == set(human_pick["uris"]) | set(original["output_uris"])
+        assert set(uris) & set(planted_uris) == inside
+        pictured = cards.evaluate_all(
+            "cards => cards.filter(card => card.querySelector('img')).map(c => c.dataset.uri)"
+        )
+        assert len(pictured) == EXPECTED_IMAGES
+        assert not set(pictured) & set(planted_uris)
         answer = session.context.request.get(
             f"{deployment.base_url}{gallery_path(run_id, 'image')}?uri={quote(f'file://{svg}', safe='')}"
         )
