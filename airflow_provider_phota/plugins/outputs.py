@@ -92,9 +92,10 @@ def raster_type(head: bytes) -> str | None:
     return None
 
 
-def _split(location: str) -> tuple[str, str, str] | None:
+def _split(location: str, *, tidy: bool = False) -> tuple[str, str, str] | None:
     """``(scheme, netloc, path)`` of a URI or absolute local path spelled plainly, else ``None`` (relative paths,
-    ``..`` or ``.`` segments, doubled slashes, percent-encoding, backslashes, queries, fragments, NUL)."""
+    ``..`` segments, percent-encoding, backslashes, queries, fragments, NUL; and, unless ``tidy`` is set to tidy them
+    away, ``.`` segments and doubled slashes)."""
     if not location or any(char in location for char in _UNSAFE_IN_URI):
         return None
     if "://" not in location:
@@ -103,7 +104,11 @@ def _split(location: str) -> tuple[str, str, str] | None:
         location = "file://" + location
     parts = urlsplit(location)
     path = parts.path
-    if not path.startswith("/") or posixpath.normpath(path) != path:
+    if not path.startswith("/") or ".." in path.split("/"):
+        return None
+    if tidy:
+        path = posixpath.normpath(path).replace("//", "/")
+    elif posixpath.normpath(path) != path:
         return None
     return parts.scheme, parts.netloc, path
 
@@ -112,7 +117,7 @@ def output_root(fields: Mapping[str, Any]) -> str | None:
     """The canonical URI of the ``output_path`` a task instance rendered, when it is one the gallery may serve
     from (see the module's docstring); ``None`` otherwise."""
     value = fields.get("output_path")
-    split = _split(value.rstrip("/")) if isinstance(value, str) else None
+    split = _split(value.rstrip("/"), tidy=True) if isinstance(value, str) else None
     if split is None or split[2] == "/":
         return None
     root = f"{split[0]}://{split[1]}{split[2]}"
@@ -123,7 +128,7 @@ def output_root(fields: Mapping[str, Any]) -> str | None:
 
 
 def _canonical(location: str) -> str:
-    split = _split(location.rstrip("/"))
+    split = _split(location.rstrip("/"), tidy=True)
     return f"{split[0]}://{split[1]}{split[2]}" if split else "\x00"  # an unusable root allows nothing
 
 

@@ -158,6 +158,8 @@ def test_a_result_claiming_files_outside_its_output_path_lists_none_of_them() ->
     assert images_from_results(rows, rendered, dag_id="d", run_id="r", reader=lambda uri, root: None) == []
     for unusable in ("/", "file:///", "relative/out", "/o/../etc", "/o/%2e%2e", None, 3, ["/o"]):
         assert output_root({"output_path": unusable}) is None, unusable
+    # A rendered output_path is tidied ("//" and "." segments, as the operator's path object does), never ".."
+    assert output_root({"output_path": "file:///o//run/./g/"}) == "file:///o/run/g"
     assert within(f"{OUT}/g/sub/a.png", f"{OUT}/g")
     assert not within(f"{OUT}/gx/a.png", f"{OUT}/g")
 
