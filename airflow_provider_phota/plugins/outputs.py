@@ -329,12 +329,15 @@ def images_from_results(
 
 
 def _decode(raw: object) -> object:
-    """An XCom column value as Python: Airflow 3 stores JSON (sometimes still as a JSON string)."""
-    if isinstance(raw, bytes | str):
+    """An XCom column value as Python: Airflow 3 stores JSON, sometimes as JSON text, and 3.1's REST API stores a
+    PATCHed value encoded twice; text is decoded until it is not JSON text any more (at most three times)."""
+    for _ in range(3):
+        if not isinstance(raw, bytes | str):
+            break
         try:
-            return json.loads(raw)
+            raw = json.loads(raw)
         except ValueError:
-            return raw
+            break
     return raw
 
 

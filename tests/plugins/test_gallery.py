@@ -376,3 +376,14 @@ def test_page_escapes_what_tasks_wrote_and_links_only_to_its_own_routes(tmp_path
     assert all(link.startswith(("thumbnail?uri=", "image?uri=", "#")) for link in links), links
     empty = render_page("dag", "run", [], task_id="t", map_index=2)
     assert "No Phota task of this run has recorded output files" in empty
+
+
+def test_xcom_values_decode_however_airflow_stored_them() -> None:
+    from airflow_provider_phota.plugins.outputs import _decode
+
+    value = {"endpoint": "generate", "output_uris": ["file:///o/a.png"]}
+    once = json.dumps(value)
+    assert _decode(value) == value
+    assert _decode(once) == value
+    assert _decode(json.dumps(once)) == value  # Airflow 3.1's REST API PATCH encodes twice
+    assert _decode("not json") == "not json"
