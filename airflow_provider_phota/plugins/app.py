@@ -9,24 +9,31 @@ Routes, all under ``/dags/{dag_id}/runs/{run_id}/``:
 Airflow does not protect a plugin's routes: every route here depends on Airflow's own ``requires_access_dag``
 (read access to the DAG's XComs, asked of the deployment's auth manager), so an anonymous caller gets 401 and a
 user the auth manager does not let read that DAG gets 403, before anything is looked up. A file is served only when
-its URI is, character for character, one of the ``output_uris`` the run's Phota tasks recorded; any other value, in
-any encoding, is 404. The page carries no API key and no signed URL: it links to these routes only.
+its URI is, character for character, one the run's Phota tasks recorded, it lies under the ``output_path`` its task
+rendered and its bytes are a raster image (:mod:`~airflow_provider_phota.plugins.outputs`, docs/security.md); any
+other value is 404 with no bytes. Files go out with a sandboxing CSP and ``nosniff``, the content type taken from
+the bytes. The page carries no API key and no signed URL: it links to these routes only.
 """
 
 from __future__ import annotations
 
-import contextlib
 import html
-import mimetypes
 import re
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlencode
 
 from fastapi import Depends, FastAPI, HTTPException, Query
-from fastapi.responses import FileResponse, HTMLResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
-from airflow_provider_phota.plugins.outputs import GalleryImage, run_exists, run_images
+from airflow_provider_phota.plugins.outputs import (
+    INLINE_TYPES,
+    GalleryImage,
+    NotServable,
+    open_output,
+    run_exists,
+    run_images,
+)
 
 CHUNK_BYTES = 256 * 1024
 _UNSAFE_IN_HEADER = re.compile(r"[^A-Za-z0-9._-]")
@@ -40,7 +47,13 @@ _PAGE_HEADERS = {
     "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
 }
-_FILE_HEADERS = {"Cache-Control": "private, max-age=3600", "X-Content-Type-Options": "nosniff"}
+_FILE_HEADERS = {
+    # Opened top-level, a file can run nothing and load nothing; the type is the one its bytes showed.
+    "Content-Security-Policy": "default-src 'none'; sandbox",
+    "Cache-Control": "private, max-age=3600",
+    "X-Content-Type-Options": "nosniff",
+}
+_GONE = "No image of this run is served at that URI"
 
 
 def _read_access() -> Any:
@@ -55,12 +68,16 @@ def _recorded(dag_id: str, run_id: str, uri: str) -> GalleryImage:
     for image in run_images(dag_id, run_id):
         if image.uri == uri:
             return image
-    raise HTTPException(status_code=404, detail="No Phota output of this run has that URI")
+    raise HTTPException(status_code=404, detail=_GONE)
 
 
-def _media_type(uri: str) -> str:
-    guessed, _ = mimetypes.guess_type(uri.rsplit("/", 1)[-1])
-    return guessed if guessed and guessed.startswith("image/") else "application/octet-stream"
+def _map_index(value: str | None) -> int | None:
+    """The ``map_index`` query value as a number; anything else (the UI leaves ``{MAP_INDEX}`` unfilled on an
+    unmapped task's page) means every map index of the task."""
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
 
 
 def create_app() -> FastAPI:
@@ -69,49 +86,48 @@ def create_app() -> FastAPI:
     access = _read_access()
 
     @app.get("/dags/{dag_id}/runs/{run_id}/gallery", response_class=HTMLResponse, dependencies=[access])
-    def gallery(dag_id: str, run_id: str, task_id: str | None = None, map_index: int | None = None) -> HTMLResponse:
+    def gallery(dag_id: str, run_id: str, task_id: str | None = None, map_index: str | None = None) -> HTMLResponse:
         if not run_exists(dag_id, run_id):
             raise HTTPException(status_code=404, detail="No such DAG run")
-        images = run_images(dag_id, run_id, task_id=task_id or None, map_index=map_index)
-        page = render_page(dag_id, run_id, images, task_id=task_id or None, map_index=map_index)
+        index = _map_index(map_index)
+        images = run_images(dag_id, run_id, task_id=task_id or None, map_index=index)
+        page = render_page(dag_id, run_id, images, task_id=task_id or None, map_index=index)
         return HTMLResponse(page, headers=_PAGE_HEADERS)
 
     @app.get("/dags/{dag_id}/runs/{run_id}/thumbnail", dependencies=[access])
-    def thumbnail(dag_id: str, run_id: str, uri: str = Query(...)) -> FileResponse:
+    def thumbnail(dag_id: str, run_id: str, uri: str = Query(...)) -> Response:
         from PIL import UnidentifiedImageError
 
         from airflow_provider_phota.plugins.thumbnails import thumbnail_for
 
         image = _recorded(dag_id, run_id, uri)
         try:
-            made = thumbnail_for(image.uri)
-        except FileNotFoundError:
-            raise HTTPException(status_code=404, detail="The image is no longer in storage") from None
-        except UnidentifiedImageError:
-            raise HTTPException(status_code=415, detail="The file is not an image this server can read") from None
-        return FileResponse(made.path, media_type="image/jpeg", headers=_FILE_HEADERS)
+            made = thumbnail_for(image.uri, image.root)
+        except (NotServable, UnidentifiedImageError):
+            raise HTTPException(status_code=404, detail=_GONE) from None
+        return Response(made.data, media_type="image/jpeg", headers=_FILE_HEADERS)
 
     @app.get("/dags/{dag_id}/runs/{run_id}/image", dependencies=[access])
     def full_image(dag_id: str, run_id: str, uri: str = Query(...)) -> StreamingResponse:
-        from airflow_provider_phota.storage import storage_path
-
         image = _recorded(dag_id, run_id, uri)
-        source = storage_path(image.uri)
         try:
-            handle = source.open("rb")  # type: ignore[no-untyped-call]
-        except FileNotFoundError:
-            raise HTTPException(status_code=404, detail="The image is no longer in storage") from None
+            opened = open_output(image.uri, image.root)
+        except NotServable:
+            raise HTTPException(status_code=404, detail=_GONE) from None
 
         def chunks() -> Iterator[bytes]:
-            with handle:
+            with opened.handle as handle:
                 while chunk := handle.read(CHUNK_BYTES):
                     yield chunk
 
-        name = _UNSAFE_IN_HEADER.sub("_", source.name)
-        headers = {**_FILE_HEADERS, "Content-Disposition": f'inline; filename="{name}"'}
-        with contextlib.suppress(Exception):  # a length is a courtesy (progress bars); streaming works without it
-            headers["Content-Length"] = str(int(source.stat().st_size))
-        return StreamingResponse(chunks(), media_type=_media_type(image.uri), headers=headers)
+        name = _UNSAFE_IN_HEADER.sub("_", image.uri.rsplit("/", 1)[-1])
+        shown = "inline" if opened.media_type in INLINE_TYPES else "attachment"
+        headers = {
+            **_FILE_HEADERS,
+            "Content-Disposition": f'{shown}; filename="{name}"',
+            "Content-Length": str(opened.size),
+        }
+        return StreamingResponse(chunks(), media_type=opened.media_type, headers=headers)
 
     return app
 
@@ -119,12 +135,21 @@ def create_app() -> FastAPI:
 # --- the page -------------------------------------------------------------------------------------------------------
 
 
+def file_size(size_bytes: int) -> str:
+    """A file size for people: bytes, KB below a megabyte, MB with one decimal above (decimal units)."""
+    if size_bytes < 1000:
+        return f"{size_bytes} bytes"
+    if size_bytes < 1_000_000:
+        return f"{size_bytes / 1000:.0f} KB"
+    return f"{size_bytes / 1_000_000:.1f} MB"
+
+
 def _facts(image: GalleryImage, measured: tuple[int, int, int] | None) -> list[str]:
     """Size, model and cost of one image, as short labels."""
     facts = []
     if measured is not None:
         width, height, size_bytes = measured
-        facts.append(f"{width} x {height} px · {size_bytes / 1_000_000:.1f} MB")
+        facts.append(f"{width} x {height} px · {file_size(size_bytes)}")
     requested = " ".join(value for value in (image.resolution, image.aspect_ratio) if value)
     if requested:
         facts.append(requested)
@@ -140,13 +165,13 @@ def _card(image: GalleryImage) -> str:
     query = urlencode({"uri": image.uri}, quote_via=quote)
     where = image.task_id + (f" [{image.map_index}]" if image.map_index >= 0 else "")
     prompt = image.prompt or f"({image.endpoint}: no prompt)"
-    measured = image_facts(image.uri)
+    measured = image_facts(image.uri, image.root)
     facts = "".join(f"<li>{html.escape(fact)}</li>" for fact in _facts(image, measured))
     picture = (
         f'<a href="#view-{image.number}" title="Open the full image">'
         f'<img src="thumbnail?{query}" alt="{html.escape(prompt)}" loading="lazy" decoding="async"></a>'
         if measured is not None
-        else '<div class="missing">no longer in storage</div>'
+        else '<div class="missing">no image to show: gone, or not a raster image</div>'
     )
     return f"""
 <figure class="card" data-uri="{html.escape(image.uri)}">

@@ -4,7 +4,10 @@ Airflow 3.1 added ``fastapi_apps`` and ``external_views`` to plugins. On older v
 still imports and the plugin still loads, with no app and no views, and says so once in the log: the provider's
 operators work there, only the gallery needs 3.1+.
 
-The app itself lives in :mod:`airflow_provider_phota.plugins.app` and is imported only where it can work.
+The app itself lives in :mod:`airflow_provider_phota.plugins.app` and is built only when Airflow asks the plugin for
+its ``fastapi_apps``, which only the API server (and ``airflow plugins``) does. Workers, triggerers and DAG
+processors load plugins too (an ``ObjectStoragePath`` write in a task does): there the plugin is a class with two
+dicts of views, and neither FastAPI nor ``airflow.api_fastapi`` is imported.
 """
 
 from __future__ import annotations
@@ -55,28 +58,49 @@ def gallery_views() -> list[dict[str, Any]]:
     ]
 
 
-def _components() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """``(fastapi_apps, external_views)`` for this Airflow; two empty lists, with a log line, where unsupported."""
+def _supported_here() -> bool:
+    """Whether this Airflow can show the gallery; logs why not (once per process and question)."""
     try:
         supported = gallery_supported()
     except Exception as error:  # an unparsable version string: treat as unsupported rather than fail the load
         log.info("Phota gallery disabled: cannot read the Airflow version (%s)", error)
-        return [], []
+        return False
     if not supported:
         log.info(
             "Phota gallery disabled: it needs Airflow %s+ (FastAPI plugin apps and external views)", MINIMUM_AIRFLOW
         )
-        return [], []
+    return supported
+
+
+def _fastapi_apps() -> list[dict[str, Any]]:
+    """The gallery app, built now; ``[]``, with a log line, where it cannot work."""
+    if not _supported_here():
+        return []
     try:
         from airflow_provider_phota.plugins.app import create_app
     except ImportError as error:  # fastapi or Pillow missing from this environment
         log.warning("Phota gallery disabled: %s", error)
-        return [], []
-    return [{"name": "phota-gallery", "app": create_app(), "url_prefix": URL_PREFIX}], gallery_views()
+        return []
+    return [{"name": "phota-gallery", "app": create_app(), "url_prefix": URL_PREFIX}]
+
+
+class _BuiltOnFirstUse:
+    """A class attribute computed on first read and kept: ``PhotaGalleryPlugin.fastapi_apps`` imports and builds
+    the web app only in the process that reads it (the API server)."""
+
+    def __init__(self, build: Any) -> None:
+        self._build = build
+        self._value: list[dict[str, Any]] | None = None
+
+    def __get__(self, instance: object, owner: type | None = None) -> list[dict[str, Any]]:
+        if self._value is None:
+            self._value = self._build()
+        return self._value
 
 
 class PhotaGalleryPlugin(AirflowPlugin):
     """Thumbnails of the images a DAG run's Phota tasks wrote, inside the Airflow UI (Airflow 3.1+)."""
 
     name = "phota"
-    fastapi_apps, external_views = _components()
+    fastapi_apps = _BuiltOnFirstUse(_fastapi_apps)
+    external_views = gallery_views() if _supported_here() else []

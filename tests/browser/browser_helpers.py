@@ -19,7 +19,12 @@ from deployment_helpers import AirflowDeployment  # noqa: E402
 
 API_KEY = "browser-test-key"
 # username -> (simple auth manager role, password)
-USERS = {"admin": ("admin", "admin-pass-1"), "viewer": ("viewer", "viewer-pass-2"), "outsider": ("viewer", "out-3")}
+USERS = {
+    "admin": ("admin", "admin-pass-1"),
+    "viewer": ("viewer", "viewer-pass-2"),
+    "outsider": ("viewer", "out-3"),
+    "author": ("user", "author-pass-4"),  # Airflow's `user` role: may trigger runs and write XCom through the REST API
+}
 DAG_ID = "phota_subject_pipeline"
 CHROMIUM = os.environ.get("PHOTA_CHROMIUM", "/usr/bin/chromium")
 # Headless on a closed network: without the background-networking flags Chromium's own calls fail in bulk.

@@ -6,6 +6,8 @@ The deployment (tests/integration/deployment_helpers.py) runs the shipped subjec
 in-process emulator, with the simple auth manager and real users and passwords (not all-admins):
 
 * ``admin`` (admin) and ``viewer`` (viewer): ordinary users;
+* ``author`` (user): Airflow's ``user`` role, which may create and patch XCom entries through the REST API: the
+  attacker of the gallery's security tests;
 * ``outsider`` (viewer): refused every DAG by the tests' auth manager (support/phota_test_auth.py), as a real
   deployment's auth manager refuses a user a DAG.
 

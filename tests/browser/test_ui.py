@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import stat
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ from browser_helpers import DAG_ID, USERS, Session, log_in_through_ui
 from deployment_helpers import AirflowDeployment
 
 from airflow_provider_phota.get_provider_info import connection_type_info
-from airflow_provider_phota.plugins.gallery import RUN_VIEW_ROUTE, URL_PREFIX
+from airflow_provider_phota.plugins.gallery import RUN_VIEW_ROUTE, TASK_VIEW_ROUTE, URL_PREFIX
 from airflow_provider_phota.plugins.thumbnails import MAX_THUMBNAIL_BYTES
 from airflow_provider_phota.testing import PhotaEmulator
 from airflow_provider_phota.testing.samples import PhotoServer
@@ -93,12 +94,18 @@ def variation_uris(deployment: AirflowDeployment, run_id: str) -> list[str]:
 
 
 def xcom(deployment: AirflowDeployment, run_id: str, task_id: str) -> Any:
+    """A task's ``return_value`` as Python. JSON text is decoded until it is not text any more: Airflow 3.1's REST
+    API stores a PATCHed value JSON-encoded twice."""
     entry = deployment.api("GET", f"/dags/{DAG_ID}/dagRuns/{run_id}/taskInstances/{task_id}/xcomEntries/return_value")
     value = entry["value"]
-    try:
-        return json.loads(value) if isinstance(value, str) else value
-    except ValueError:
-        return value
+    for _ in range(2):
+        if not isinstance(value, str):
+            break
+        try:
+            value = json.loads(value)
+        except ValueError:
+            break
+    return value
 
 
 @pytest.fixture(scope="module")
@@ -322,8 +329,159 @@ def test_gallery_serves_only_the_runs_recorded_outputs(
     assert response.status == 200
     assert response.body() == recorded.read_bytes()
     assert response.headers["content-type"] == "image/png"
+    assert response.headers["content-security-policy"] == "default-src 'none'; sandbox"
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["content-disposition"].startswith("inline;")
+    small = request.get(f"{deployment.base_url}{thumbnail}?uri={quote(uri, safe='')}")
+    assert small.status == 200
+    assert small.headers["content-type"] == "image/jpeg"
+    assert small.headers["content-security-policy"] == "default-src 'none'; sandbox"
+    assert small.headers["x-content-type-options"] == "nosniff"
     admin.page.goto(f"{deployment.base_url}{image}?uri={quote(f'file://{stray}', safe='')}")
     shot(admin, screenshots, "gallery-crafted-404")
+
+
+def load_tab(session: Session, deployment: AirflowDeployment, path: str) -> list[int]:
+    """Open a plugin tab in the Airflow UI and wait for its frame's thumbnails to decode; their natural widths."""
+    session.page.goto(deployment.base_url + path)
+    frame = session.page.frame_locator("iframe")
+    frame.locator("figure.card img").first.wait_for(timeout=30_000)
+    images = frame.locator("figure.card img")
+    deadline = time.monotonic() + 30
+    while True:
+        widths: list[int] = images.evaluate_all("imgs => imgs.map(img => img.complete ? img.naturalWidth : 0)")
+        if all(widths) or time.monotonic() > deadline:
+            return widths
+        time.sleep(0.2)
+
+
+def test_task_instance_tab_loads_for_unmapped_and_mapped_tasks(
+    admin: Session, deployment: AirflowDeployment, human_pick: dict[str, Any], screenshots: Path
+) -> None:
+    """The UI fills ``{MAP_INDEX}`` only on a mapped task's routes: an unmapped task's tab must still load."""
+    run = f"/dags/{DAG_ID}/runs/{quote(human_pick['run_id'], safe='')}"
+    widths = load_tab(admin, deployment, f"{run}/tasks/enhance_best/plugin/{TASK_VIEW_ROUTE}")
+    assert len(widths) == 1
+    assert all(widths), widths
+    frame = admin.page.frame_locator("iframe")
+    assert "enhance_best" in frame.locator("figure.card .task").first.inner_text()
+    shot(admin, screenshots, "gallery-task-tab-unmapped")
+
+    widths = load_tab(admin, deployment, f"{run}/tasks/generate_variations/mapped/1/plugin/{TASK_VIEW_ROUTE}")
+    assert len(widths) == 2
+    assert all(widths), widths
+    assert set(frame.locator("figure.card .task").all_inner_texts()) == {
+        "#3 · generate_variations [1] · image 1",
+        "#4 · generate_variations [1] · image 2",
+    }
+    shot(admin, screenshots, "gallery-task-tab-mapped")
+
+
+def as_user(deployment: AirflowDeployment, username: str) -> requests.Session:
+    """A REST client acting as ``username`` (its own bearer token)."""
+    answer = requests.post(
+        f"{deployment.base_url}/auth/token",
+        json={"username": username, "password": USERS[username][1]},
+        timeout=10,
+    )
+    answer.raise_for_status()
+    client = requests.Session()
+    client.headers["Authorization"] = f"Bearer {answer.json()['access_token']}"
+    return client
+
+
+def test_xcom_written_through_the_rest_api_by_a_user_cannot_make_the_gallery_serve_a_file(
+    browser: Any, deployment: AirflowDeployment, human_pick: dict[str, Any], workdir: Path, screenshots: Path
+) -> None:
+    """Airflow's `user` role writes XCom through the REST API. Recorded as a run's Phota output, a server file
+    (airflow.cfg holds the JWT secret and the Fernet key), a file of another DAG, an SVG, a text file named .png
+    and a symlink to airflow.cfg, even inside the task's own output folder, are 404 with no bytes."""
+    run_id = human_pick["run_id"]
+    final = Path(xcom(deployment, run_id, "enhance_best")["output_uris"][0].removeprefix("file://"))
+    config = workdir / "airflow-home" / "airflow.cfg"
+    assert b"fernet_key" in config.read_bytes()
+    other_dag = workdir / "other-dag-out" / "secret-campaign.png"  # another DAG's output: a real image
+    other_dag.parent.mkdir(exist_ok=True)
+    other_dag.write_bytes(final.read_bytes())
+    svg = final.parent / "planted.svg"
+    svg.write_text('<svg xmlns="http://www.w3.org/2000/svg" onload="alert(document.domain)"><script>1</script></svg>')
+    named_png = final.parent / "config-copy.png"
+    named_png.write_bytes(config.read_bytes())
+    link = final.parent / "config-link.png"
+    link.unlink(missing_ok=True)
+    link.symlink_to(config)
+    planted = [config, other_dag, svg, named_png, link, Path("/etc/passwd")]
+    planted_uris = [f"file://{path}" for path in planted]
+
+    author = as_user(deployment, "author")
+    base = f"{deployment.base_url}/api/v2/dags/{DAG_ID}/dagRuns/{quote(run_id, safe='')}/taskInstances"
+    # POST: a new result on a task that wrote nothing (skipped), PATCH: the enhancement's real result extended.
+    forged = {"endpoint": "generate", "count": len(planted), "output_uris": planted_uris, "cost_usd": 0.0}
+    created = author.post(f"{base}/pick_best/xcomEntries", json={"key": "return_value", "value": forged}, timeout=10)
+    assert created.status_code == 201, created.text
+    original = xcom(deployment, run_id, "enhance_best")
+    extended = {**original, "output_uris": [*original["output_uris"], *planted_uris]}
+    patched = author.patch(f"{base}/enhance_best/xcomEntries/return_value", json={"value": extended}, timeout=10)
+    assert patched.status_code == 200, patched.text
+    assert xcom(deployment, run_id, "enhance_best") == extended
+    try:
+        secrets = [config.read_bytes(), b"fernet_key", b"<svg", b"root:x:0:0"]
+        for route in ("image", "thumbnail"):
+            for uri in planted_uris:
+                answer = author.get(f"{deployment.base_url}{gallery_path(run_id, route)}", params={"uri": uri})
+                assert answer.status_code == 404, (route, uri, answer.status_code)
+                assert not [secret for secret in secrets if secret in answer.content], (route, uri)
+                assert not answer.headers.get("content-type", "").startswith("image/"), (route, uri)
+        # The page lists nothing outside the task's output folder; what was planted inside it (claimed, so listed,
+        # as any XCom reader sees it) has a card with no picture; every real output still shows.
+        session = log_in_through_ui(browser, deployment, "author")
+        session.page.goto(deployment.base_url + gallery_path(run_id))
+        cards = session.page.locator("figure.card")
+        uris = cards.evaluate_all("cards => cards.map(card => card.dataset.uri)")
+        inside = {f"file://{path}" for path in (svg, named_png, link)}
+        assert set(uris) - set(planted_uris) == set(human_pick["uris"]) | set(original["output_uris"])
+        assert set(uris) & set(planted_uris) == inside
+        pictured = cards.evaluate_all(
+            "cards => cards.filter(card => card.querySelector('img')).map(c => c.dataset.uri)"
+        )
+        assert len(pictured) == EXPECTED_IMAGES
+        assert not set(pictured) & set(planted_uris)
+        answer = session.context.request.get(
+            f"{deployment.base_url}{gallery_path(run_id, 'image')}?uri={quote(f'file://{svg}', safe='')}"
+        )
+        assert answer.status == 404
+        shot(session, screenshots, "gallery-forged-xcom")
+        session.context.close()
+    finally:
+        author.patch(f"{base}/enhance_best/xcomEntries/return_value", json={"value": original}, timeout=10)
+        author.delete(f"{base}/pick_best/xcomEntries/return_value", timeout=10)
+
+
+def test_planted_thumbnail_cache_symlinks_are_not_followed(
+    admin: Session, deployment: AirflowDeployment, human_pick: dict[str, Any], workdir: Path
+) -> None:
+    """Whoever could write the cache folder plants symlinks to airflow.cfg over its entries: thumbnails are made
+    again, never the link's target served; the folder is private to the API server's user."""
+    cache = workdir / "airflow-home" / "gallery-cache"
+    config = workdir / "airflow-home" / "airflow.cfg"
+    run_id, request = human_pick["run_id"], admin.context.request
+    uris = [*human_pick["uris"], *xcom(deployment, run_id, "enhance_best")["output_uris"]]
+    for uri in uris:  # every output's entry exists
+        assert request.get(f"{deployment.base_url}{gallery_path(run_id, 'thumbnail')}?uri={quote(uri, safe='')}").ok
+    assert stat.S_IMODE(cache.stat().st_mode) == 0o700
+    entries = [entry for entry in cache.iterdir() if entry.suffix in (".jpg", ".json")]
+    assert entries
+    for entry in entries:
+        entry.unlink()
+        entry.symlink_to(config)
+    for uri in uris:
+        answer = request.get(f"{deployment.base_url}{gallery_path(run_id, 'thumbnail')}?uri={quote(uri, safe='')}")
+        assert answer.status == 200
+        body = answer.body()
+        assert body[:3] == b"\xff\xd8\xff"
+        assert b"fernet_key" not in body
+        assert b"jwt_secret" not in body
+    assert not [entry for entry in cache.iterdir() if entry.is_symlink() and entry.suffix == ".jpg"]
 
 
 def test_gallery_page_has_no_key_and_no_signed_url(
