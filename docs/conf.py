@@ -18,7 +18,7 @@ from airflow_provider_phota import __version__  # noqa: E402
 
 project = "airflow-provider-phota"
 author = "airflow-provider-phota maintainers"
-copyright = "the airflow-provider-phota maintainers"  # noqa: A001
+copyright = "the airflow-provider-phota maintainers"
 release = __version__
 version = __version__
 

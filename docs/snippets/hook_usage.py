@@ -11,6 +11,7 @@ def portrait_of(tag: str, destination: str) -> str:
         profile = hook.latest_profile(tag, ready_only=True)
         if profile is None:
             raise ValueError(f"no READY profile tagged {tag!r}")
-        result = hook.generate(f"A portrait of [[{profile.profile_id}]]", resolution="2K")
+        # a synchronous call; response_mode="urls" (an API field) answers with signed URLs instead of bytes
+        result = hook.generate(f"A portrait of [[{profile.profile_id}]]", resolution="2K", response_mode="urls")
         hook.download(result.download_urls[0], destination)
     return destination

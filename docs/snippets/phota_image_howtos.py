@@ -38,7 +38,6 @@ def phota_image_howtos() -> None:
         resolution="2K",
         output_format="jpg",
         output_path=OUTPUT + "/generate",
-        max_cost_usd=1.00,  # refused before any request if the worst case costs more
         deferrable=True,
     )
     # [END howto_generate]
@@ -62,6 +61,7 @@ def phota_image_howtos() -> None:
         profile_ids=["{{ params.profile_id }}"],
         prompt="natural skin texture, crisp detail",
         output_path=OUTPUT + "/enhance",
+        max_cost_usd=0.50,  # refused before any request if the worst case (1 x $0.15 list price) costs more
         deferrable=True,
     )
     generate >> enhance
