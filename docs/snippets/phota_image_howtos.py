@@ -13,7 +13,10 @@ from airflow_provider_phota.operators.images import (
 )
 from airflow_provider_phota.storage import path_segment
 
+# [START howto_output]
+# One folder per run; the DAG registers the filter: user_defined_filters={"path_segment": path_segment}
 OUTPUT = "{{ params.output_uri }}/{{ run_id | path_segment }}"
+# [END howto_output]
 
 
 @dag(
