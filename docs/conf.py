@@ -14,6 +14,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from sphinx.util.docutils import SphinxDirective  # noqa: E402
+
 from airflow_provider_phota import __version__  # noqa: E402
 
 project = "airflow-provider-phota"
@@ -99,5 +101,33 @@ def resolve_short_names(app: Any, env: Any, node: Any, contnode: Any) -> Any:
     return make_refnode(app.builder, node["refdoc"], entry.docname, entry.node_id, contnode, name)
 
 
+class ConnectionExtras(SphinxDirective):
+    """The connection's extras as a table, generated from the provider info that the connection form uses too, so
+    the page lists exactly the names, defaults and descriptions the code has."""
+
+    def run(self) -> list[Any]:
+        from docutils import nodes
+
+        from airflow_provider_phota.get_provider_info import connection_type_info
+
+        def row(*cells: str, literal: int = 0) -> Any:
+            entries = []
+            for i, text in enumerate(cells):
+                content = nodes.literal(text=text) if i < literal and text != "none" else nodes.Text(text)
+                entries.append(nodes.entry("", nodes.paragraph("", "", content)))
+            return nodes.row("", *entries)
+
+        fields = connection_type_info()["conn-fields"]
+        body = []
+        for name, field in fields.items():
+            default = field["schema"].get("default")
+            body.append(row(name, "none" if default is None else str(default), field["description"], literal=2))
+        group = nodes.tgroup("", *[nodes.colspec(colwidth=width) for width in (2, 1, 6)], cols=3)
+        group += nodes.thead("", row("extra", "default", "meaning"))
+        group += nodes.tbody("", *body)
+        return [nodes.table("", group)]
+
+
 def setup(app: Any) -> None:
     app.connect("missing-reference", resolve_short_names)
+    app.add_directive("phota-connection-extras", ConnectionExtras)
