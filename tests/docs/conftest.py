@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
-SNIPPETS = Path(__file__).resolve().parents[2] / "docs" / "snippets"
-BUNDLE = "docs-snippets"
+from docs_helpers import BUNDLE, SNIPPETS
 
 # tests/conftest.py declares the other bundles in the environment; the snippets' is added beside them.
 _bundles = json.loads(os.environ.get("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", "[]"))

@@ -14,9 +14,8 @@ from pathlib import Path
 from urllib.parse import unquote, urldefrag, urlparse
 
 import pytest
-from conftest import SNIPPETS
+from docs_helpers import ROOT
 
-ROOT = SNIPPETS.parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "browser"))
 # Pages Sphinx makes that the navigation does not list (the header's search and index links reach them).
 NOT_IN_NAVIGATION = {"genindex.html", "py-modindex.html", "search.html"}

@@ -13,14 +13,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import BUNDLE, SNIPPETS
 from dagrun_support import dag_bag, dag_test, task_states
+from docs_helpers import BUNDLE, ROOT, SNIPPETS
 
 from airflow_provider_phota.storage import path_segment
 from airflow_provider_phota.testing import PhotaEmulator
 from airflow_provider_phota.testing.samples import PhotoServer, make_subject_photos
 
-ROOT = SNIPPETS.parents[1]
 SNIPPET_DAGS = {"phota_portraits", "phota_image_howtos", "phota_profile_lifecycle", "phota_mapped_rows"}
 SCHEDULED = datetime(2026, 3, 1, tzinfo=UTC)
 RUNS = {"manual": None, "scheduled": SCHEDULED}

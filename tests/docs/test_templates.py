@@ -14,10 +14,10 @@ from typing import Any
 
 import jinja2
 import pytest
-from conftest import BUNDLE, SNIPPETS
 from dagrun_support import dag_bag
+from docs_helpers import BUNDLE, ROOT, SNIPPETS
 
-EXAMPLES = SNIPPETS.parents[1] / "example_dags"
+EXAMPLES = ROOT / "example_dags"
 LOGICAL_DATE = datetime(2026, 3, 1, tzinfo=UTC)
 
 
