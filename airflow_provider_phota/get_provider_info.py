@@ -59,7 +59,7 @@ def connection_type_info() -> dict[str, Any]:
                 "label": "Price table (JSON)",
                 "schema": {"type": ["string", "null"], "default": None},
                 "description": 'Your rates over the list prices, e.g. {"images": {"nb2": {"plain": 0.05, '
-                '"with_identity": 0.08}}}; see the README, "Cost control".',
+                '"with_identity": 0.08}}}; see the docs, "Cost control, lineage and metrics".',
             },
         },
         "ui-field-behaviour": {

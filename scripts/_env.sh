@@ -12,7 +12,7 @@ if [ ! -f "$STAMP" ]; then
   [ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
   "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --upgrade pip >/dev/null
   # Byte-compile on install: without .pyc files every `import airflow` costs seconds more.
-  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --compile -c constraints.txt -e ".[test]"
+  "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --compile -c constraints.txt -e ".[test,docs]"
   rm -f "$VENV"/.installed-* && touch "$STAMP"
 fi
 export PATH="$VENV/bin:$PATH"
