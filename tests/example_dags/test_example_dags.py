@@ -18,7 +18,10 @@ from airflow_provider_phota.testing import PhotaEmulator
 from airflow_provider_phota.testing.samples import PhotoServer, make_subject_photos
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "example_dags"
-EXPECTED_DAGS = {"phota_subject_pipeline", "phota_scheduled_retraining", "phota_marketing_batch"}
+AIRFLOW_3_ONLY = {"phota_welcome_pack"}  # scheduled by an AssetWatcher: event-driven scheduling is Airflow 3
+EXPECTED_DAGS = {"phota_subject_pipeline", "phota_scheduled_retraining", "phota_marketing_batch"} | (
+    set() if AIRFLOW_2 else AIRFLOW_3_ONLY
+)
 
 
 README = EXAMPLES.parent / "README.md"
@@ -45,6 +48,8 @@ def written_the_airflow_2_way(folder: Path) -> Path:
     replacements = airflow_2_import_lines()
     folder.mkdir()
     for path in EXAMPLES.glob("*.py"):
+        if path.stem in AIRFLOW_3_ONLY:
+            continue
         lines = []
         for line in path.read_text().splitlines():
             stripped = line.strip()
