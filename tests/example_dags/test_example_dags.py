@@ -229,6 +229,7 @@ PUBLIC_API = {
     "airflow_provider_phota.operators.batch": {"PhotaBatchOperator"},
     "airflow_provider_phota.operators.profile": {"PhotaCreateProfileOperator", "PhotaDeleteProfileOperator"},
     "airflow_provider_phota.sensors.phota": {"ProfileReadySensor"},
+    "airflow_provider_phota.triggers.events": {"PhotaProfileReadyEventTrigger"},  # for AssetWatcher
     "airflow_provider_phota.hooks.phota": {"PhotaHook"},
     "airflow_provider_phota.results": set(results.__all__),
     "airflow_provider_phota.storage": set(storage.__all__),
