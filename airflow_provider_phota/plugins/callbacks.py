@@ -132,7 +132,7 @@ def _well_formed_signature(value: str | None) -> bool:
 
 
 def _terminal_job(raw: bytes) -> JobState | None:
-    """The callback's job, if it is a terminal job of a known endpoint with a readable ``updated_at``."""
+    """The callback's job, if it is a terminal job of a known endpoint with a plain job id."""
     try:
         body = json.loads(raw)
         job = contract.parse_job_state(body)
@@ -142,7 +142,6 @@ def _terminal_job(raw: bytes) -> JobState | None:
         not job.is_terminal
         or job.endpoint not in {e.value for e in Endpoint}
         or contract.validate_id("job_id", job.job_id)
-        or _finished_at(job) is None
     ):
         return None
     return job
