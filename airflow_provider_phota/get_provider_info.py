@@ -96,7 +96,11 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": INTEGRATION,
-                "python-modules": [f"{_MODULE}.triggers.phota", f"{_MODULE}.triggers.batch"],
+                "python-modules": [
+                    f"{_MODULE}.triggers.phota",
+                    f"{_MODULE}.triggers.batch",
+                    f"{_MODULE}.triggers.events",
+                ],
             }
         ],
         "connection-types": [connection_type_info()],

@@ -26,6 +26,7 @@ from urllib.parse import quote, urlencode
 from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
 
+from airflow_provider_phota.plugins import callbacks
 from airflow_provider_phota.plugins.outputs import (
     INLINE_TYPES,
     GalleryImage,
@@ -84,6 +85,7 @@ def create_app() -> FastAPI:
     """A new gallery app (the plugin makes one per process)."""
     app = FastAPI(title="Phota outputs", docs_url=None, redoc_url=None, openapi_url=None)
     access = _read_access()
+    app.include_router(callbacks.router)  # POST /phota/callbacks: signed job callbacks -> asset events
 
     @app.get("/dags/{dag_id}/runs/{run_id}/gallery", response_class=HTMLResponse, dependencies=[access])
     def gallery(dag_id: str, run_id: str, task_id: str | None = None, map_index: str | None = None) -> HTMLResponse:
