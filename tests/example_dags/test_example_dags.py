@@ -96,6 +96,7 @@ def test_subject_pipeline(
     phota_emulator: PhotaEmulator,
     photos: tuple[Path, PhotoServer],
     tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     dag = example_bag.get_dag("phota_subject_pipeline")
     folder, server = photos
@@ -108,6 +109,8 @@ def test_subject_pipeline(
     }
     run = dag_test(dag, run_conf=conf)
     assert str(run.state).endswith("success")
+    output = "".join(capfd.readouterr())
+    assert "XCom not found" not in output  # the skipped branch's XCom is never looked up (the demo printed it)
     (manifest_path,) = (tmp_path / "pub").glob("*/manifest.json")
     manifest = json.loads(manifest_path.read_text())
     assert len(manifest["images"]) == 7  # 3 styles x 2 variations + the enhanced best
