@@ -149,6 +149,10 @@ def _csv_rows(text: str) -> list[tuple[str, dict[str, Any]]] | Violation:
                 continue  # a blank line, or a spreadsheet row of empty cells
             if header is None:
                 header = [name.strip() for name in cells]
+                twice = sorted({name for name in header if name and header.count(name) > 1})
+                if twice:
+                    message = f"line {line}: the header names {', '.join(map(repr, twice))} more than once"
+                    return Violation(FIELD, message, "each column once")
                 continue
             if len(cells) > len(header) and any(cell.strip() for cell in cells[len(header) :]):
                 message = f"line {line}: has {len(cells)} cells, the header has {len(header)} columns"

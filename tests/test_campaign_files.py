@@ -141,6 +141,11 @@ def test_json_lines_and_json(tmp_path: Path) -> None:
         ("bad.jsonl", b'{"prompt": "a"}\n{nope\n', "requests: line 2: is not JSON"),
         ("bad.json", b'{"prompt": "a"}', "is not a JSON list"),
         ("wide.csv", b"prompt\na,b\n", "requests: line 2: has 2 cells, the header has 1 columns"),
+        (
+            "twice.csv",
+            b"\n\nprompt,count,prompt\na,1,b\n",
+            "requests: line 3: the header names 'prompt' more than once",
+        ),
     ],
 )
 def test_unreadable_files_give_one_problem_and_no_rows(
