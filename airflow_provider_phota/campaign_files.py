@@ -46,6 +46,8 @@ COUNT_COLUMN = "count"  # the campaign files' name for num_output_images
 ID_COLUMN = "id"  # the row's own name, for messages; never sent
 SUFFIXES = (".csv", ".json", ".jsonl")
 FIELD = "requests"  # the batch operator's argument the rows come from
+# Request fields the batch operator sets itself (async jobs with download URLs): never a row's.
+OPERATOR_COLUMNS = contract.ASYNC_FIELDS | {"response_mode"}
 _DELIMITERS = (",", ";")
 
 
@@ -61,8 +63,7 @@ def row_columns(endpoint: Endpoint | str) -> frozenset[str]:
     """What a row of a batch to ``endpoint`` may set: the endpoint's request fields (without the ones the batch
     operator sets itself: ``async``, ``callback_url``, ``client_request_id``, ``response_mode``) plus
     ``profile_tag`` and ``count``."""
-    internal = contract.ASYNC_FIELDS | {"response_mode"}
-    return (contract.ENDPOINT_FIELDS[Endpoint(endpoint)] - internal) | {PROFILE_TAG_COLUMN, COUNT_COLUMN}
+    return (contract.ENDPOINT_FIELDS[Endpoint(endpoint)] - OPERATOR_COLUMNS) | {PROFILE_TAG_COLUMN, COUNT_COLUMN}
 
 
 def check_rows(
@@ -220,12 +221,16 @@ def _checked(
 
 
 def _unknown_column(name: str, labels: list[str], total: int, allowed: frozenset[str]) -> Violation:
-    where = f"all {total} rows" if len(labels) == total else f"{len(labels)} of {total} rows, first {labels[0]}"
+    if len(labels) == total:
+        where = f"all {total} rows" if total > 1 else f"the only row, {labels[0]}"
+    else:
+        where = f"{len(labels)} of {total} rows, first {labels[0]}"
     close = difflib.get_close_matches(name, sorted(allowed), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
+    what = "is set by the batch operator, not by a row" if name in OPERATOR_COLUMNS else "is not a request field"
     allowed_text = ", ".join(repr(column) for column in sorted(allowed))
     return Violation(
         f"column {name!r}",
-        f"is not a request field ({where}){hint}",
+        f"{what} ({where}){hint}",
         f"{allowed_text}; pass `ignore_columns=[{name!r}]` to skip it",
     )

@@ -171,6 +171,13 @@ def test_inline_rows_are_checked_the_same_way() -> None:
     assert [problem.field for problem in problems] == ["column 'owner'"]
     assert "(1 of 3 rows, first row 1 (id 'x'))" in problems[0].message
 
+    rows, problems = check_rows([{"prompt": "a", "client_request_id": "mine"}], allowed=ALLOWED)
+    assert (
+        problems[0]
+        .describe()
+        .startswith("column 'client_request_id': is set by the batch operator, not by a row (the only row, row 1)")
+    )
+
     rows, problems = check_rows(inline, allowed=ALLOWED, ignore_columns=["owner"])
     assert problems == []
     assert [row.values for row in rows] == [{"prompt": "a"}, {"prompt": "b"}, {"prompt": "c"}]
