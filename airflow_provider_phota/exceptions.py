@@ -158,6 +158,13 @@ class PhotaConnectionError(PhotaTransportError):
         self.before_send = before_send
 
 
+class PhotaTLSError(PhotaConnectionError):
+    """The TLS handshake failed for good: the server's certificate was refused (an unknown CA, another host, expired)
+    or the server does not speak TLS. Another attempt fails the same way, so it is never retried."""
+
+    retry_task = False
+
+
 class PhotaTimeoutError(PhotaTransportError):
     """The client gave up waiting for the answer."""
 
@@ -225,7 +232,7 @@ def is_retryable(error: BaseException) -> bool:
     """The one answer to "is another attempt worth it?", for the sync and the async client alike."""
     if isinstance(error, PhotaAPIError):
         return error.status in RETRYABLE_STATUSES
-    return isinstance(error, PhotaTransportError)
+    return isinstance(error, PhotaTransportError) and not isinstance(error, PhotaTLSError)
 
 
 def surely_not_processed(error: BaseException) -> bool:

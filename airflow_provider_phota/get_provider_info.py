@@ -61,14 +61,24 @@ def connection_type_info() -> dict[str, Any]:
                 "description": 'Your rates over the list prices, e.g. {"images": {"nb2": {"plain": 0.05, '
                 '"with_identity": 0.08}}}; see the docs, "Cost control, lineage and metrics".',
             },
+            "ca_bundle": {
+                "label": "CA bundle (path)",
+                "schema": {"type": ["string", "null"], "default": None},
+                "description": "A PEM file (or folder) of the CAs to trust for the Base URL's certificate, instead of "
+                "the default ones: for a private CA or a TLS-inspecting proxy. A path on the workers and triggerers.",
+            },
         },
         "ui-field-behaviour": {
+            # The Port stays visible although the Base URL carries the port: Airflow 3.3's "Test" button in the
+            # connection list sends the stored port, and port 0 when none is stored, which the API server refuses as
+            # "differs from the stored connection" whether or not the form shows the field. A stored port (443)
+            # is the way around it (docs/connection.md).
             "hidden-fields": ["schema", "login"],
             "relabeling": {"password": "API Key", "host": "Base URL"},
             "placeholders": {
                 "host": "https://api.photalabs.com (or http://127.0.0.1:8089 for the local emulator)",
                 "password": "your Phota API key (X-API-Key)",
-                "port": "optional",
+                "port": "optional: the Base URL's port (443 for https) lets Airflow 3.3's list Test button work",
             },
         },
     }

@@ -152,12 +152,15 @@ def phota_subject_pipeline() -> None:
 
     @task(trigger_rule="none_failed_min_one_success")
     def chosen_variation(
-        automatic: str | None, answer: dict[str, Any] | None, summaries: list[ImageOperatorResult]
+        summaries: list[ImageOperatorResult], params: dict[str, Any] | None = None, ti: Any = None
     ) -> str:
-        """The variation to enhance: the person's choice when asked, else the automatic pick."""
-        if answer is None:
-            assert automatic is not None
-            return automatic
+        """The variation to enhance: the person's choice when asked, else the automatic pick. Pulled from the branch
+        that ran only: the skipped one has no XCom, and looking it up logs an "XCom not found" error."""
+        assert params is not None
+        assert ti is not None
+        if not (params["human_pick"] and HITLOperator is not None):
+            return str(ti.xcom_pull(task_ids="pick_best"))
+        answer = ti.xcom_pull(task_ids="ask_for_pick")
         uris = [uri for i in range(len(summaries)) for uri in summaries[i]["output_uris"]]
         return uris[PICK_OPTIONS.index(answer["chosen_options"][0])]
 
@@ -165,7 +168,8 @@ def phota_subject_pipeline() -> None:
     variations >> picker
     automatic = pick_best(variations.output)
     picker >> automatic
-    answer = None
+    best = chosen_variation(variations.output)
+    automatic >> best
     if HITLOperator is not None:
         described = describe_variations(prompts, variations.output)
         picker >> described
@@ -175,9 +179,7 @@ def phota_subject_pipeline() -> None:
             body="{{ ti.xcom_pull(task_ids='describe_variations') }}",
             options=PICK_OPTIONS,
         )
-        described >> ask
-        answer = ask.output
-    best = chosen_variation(automatic, answer, variations.output)
+        described >> ask >> best
     final = PhotaEnhanceOperator(
         task_id="enhance_best",
         image=best,

@@ -1,8 +1,10 @@
 """One retry policy for the sync and the async client, built on tenacity.
 
 Retried: 429 (honouring ``Retry-After``, capped), 500/502/503/504, connection errors, timeouts and malformed 2xx
-bodies. Never retried: 400/401/402/403/404/422, which fail the same way every time. The decision itself lives in
-:func:`airflow_provider_phota.exceptions.is_retryable`; this module only decides how long to wait and how often.
+bodies. Never retried: 400/401/402/403/404/422 and TLS failures for good (a refused certificate, a server that does
+not speak TLS: :class:`~airflow_provider_phota.exceptions.PhotaTLSError`), which fail the same way every time. The
+decision itself lives in :func:`airflow_provider_phota.exceptions.is_retryable`; this module only decides how long
+to wait and how often.
 """
 
 from __future__ import annotations

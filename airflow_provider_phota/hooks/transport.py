@@ -37,6 +37,7 @@ from airflow_provider_phota.exceptions import (
     PhotaError,
     PhotaMalformedResponseError,
     PhotaTimeoutError,
+    PhotaTLSError,
     PhotaValidationError,
     api_error,
     is_retryable,
@@ -118,8 +119,22 @@ class PriceTableExtra:
         return Violation(label.replace("price_table", first.field, 1), first.message + more, first.allowed)
 
 
+@dataclass(frozen=True)
+class CaBundleExtra:
+    """The ``ca_bundle`` extra: a PEM file (or a folder of them) of the CAs to trust for the API's certificate,
+    instead of the default ones; for a private CA or a TLS-inspecting proxy."""
+
+    setting: str = "ca_bundle"
+
+    def read(self, label: str, value: Any) -> str | Violation:
+        path = os.path.expanduser(str(value).strip())
+        if not os.path.exists(path):
+            return Violation(label, f"{path!r} does not exist", "the path of a PEM file or folder of CA certificates")
+        return path
+
+
 # The extras a connection may set; the provider info's ``conn-fields`` declare the same names.
-CONNECTION_EXTRAS: dict[str, ConnectionExtra | PriceTableExtra] = {
+CONNECTION_EXTRAS: dict[str, ConnectionExtra | PriceTableExtra | CaBundleExtra] = {
     "timeout": ConnectionExtra("timeout", 0, above_minimum=True),
     "connect_timeout": ConnectionExtra("connect_timeout", 0, above_minimum=True),
     "max_attempts": ConnectionExtra("max_attempts", 1, integer=True),
@@ -127,6 +142,7 @@ CONNECTION_EXTRAS: dict[str, ConnectionExtra | PriceTableExtra] = {
     "retry_max_wait": ConnectionExtra("max_wait", 0),
     "max_retry_after": ConnectionExtra("max_retry_after", 0),
     "price_table": PriceTableExtra(),
+    "ca_bundle": CaBundleExtra(),
 }
 RETRY_EXTRAS = frozenset({"max_attempts", "retry_wait", "retry_max_wait", "max_retry_after"})
 
@@ -142,6 +158,7 @@ class ConnectionSettings:
     connect_timeout: float = 10.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     prices: PriceTable = LIST_PRICES  # the list prices, with the connection's price_table extra on top
+    ca_bundle: str | None = None  # the CAs trusted for the API; None: the environment's (REQUESTS_CA_BUNDLE...)
 
     @classmethod
     def from_connection(
@@ -294,7 +311,7 @@ class SyncClient:
         # with this, 0.80-0.86x without (its goal is 0.9x).
         environment = self.session.merge_environment_settings(settings.base_url, {}, None, None, None)
         self.session.proxies.update(environment["proxies"])
-        self.session.verify = environment["verify"]
+        self.session.verify = settings.ca_bundle or environment["verify"]
         self.session.trust_env = False
         self._timeout = (settings.connect_timeout, settings.timeout)
 
@@ -373,7 +390,7 @@ class SyncClient:
         except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as error:
             problem, before_send = _connection_problem(error, _host_of(url))
             log_call(self.log, logging.WARNING, request, "connection error", started, None)
-            raise PhotaConnectionError(problem, before_send=before_send, **where) from None
+            raise _connection_error(problem, before_send, _causes(error), where) from None
 
 
 def _host_of(url: str) -> str:
@@ -416,6 +433,22 @@ def _connection_problem(error: BaseException, host: str) -> tuple[str, bool]:
     return f"the connection to {host} broke: {_summary(causes[-1])}", False
 
 
+def _tls_for_good(error: BaseException) -> bool:
+    """A TLS failure another attempt cannot fix: a refused certificate, or a server that does not speak TLS."""
+    import ssl
+
+    return isinstance(error, ssl.SSLCertVerificationError) or getattr(error, "reason", None) == "WRONG_VERSION_NUMBER"
+
+
+def _connection_error(
+    problem: str, before_send: bool, causes: list[BaseException], where: Mapping[str, str]
+) -> PhotaConnectionError:
+    """The error to raise: :class:`PhotaTLSError` (never retried) when a cause is a TLS failure for good."""
+    if any(_tls_for_good(cause) for cause in causes):
+        return PhotaTLSError(problem, before_send=True, **where)
+    return PhotaConnectionError(problem, before_send=before_send, **where)
+
+
 def _summary(error: BaseException) -> str:
     """``Type: first line of the message``; the message alone when it already starts with the type's name."""
     name, text = type(error).__name__, str(error).partition("\n")[0][:200]
@@ -428,11 +461,18 @@ _OPENSSL_NOISE = re.compile(r"^\[SSL: [A-Z0-9_]+\] | \(_ssl\.c:\d+\)$")
 
 
 def _tls_problem(error: ssl.SSLError, host: str) -> str:
-    """``TLS error with HOST: certificate verify failed: ...``, with a hint for a plain-HTTP server."""
+    """``TLS error with HOST: certificate verify failed: ...``, with a hint for a plain-HTTP server or a private CA."""
+    import ssl
+
     text = error.args[1] if len(error.args) > 1 and isinstance(error.args[1], str) else str(error)
     problem = f"TLS error with {host}: {_OPENSSL_NOISE.sub('', text)}"
     if error.reason == "WRONG_VERSION_NUMBER":
         problem += " (the server does not speak TLS: for a plain-HTTP server the connection's host needs http://)"
+    elif isinstance(error, ssl.SSLCertVerificationError):
+        problem += (
+            " (not retried: to trust a private CA, set the connection's ca_bundle extra to its PEM file;"
+            " see docs/connection.md)"
+        )
     return problem
 
 
@@ -534,6 +574,8 @@ class AsyncClient:
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop ``_session`` belongs to
         self._timeout = aiohttp.ClientTimeout(sock_connect=settings.connect_timeout, sock_read=settings.timeout)
+        # The session is shared by every connection in the loop, so the CA bundle goes with each request.
+        self._ssl: ssl.SSLContext | bool = True if settings.ca_bundle is None else _ssl_context(settings.ca_bundle)
 
     async def loop_session(self) -> aiohttp.ClientSession:
         """This client's share of the running loop's session. A client used in one ``asyncio.run()`` and then in
@@ -569,13 +611,13 @@ class AsyncClient:
         where = {"method": request.method, "path": request.path}
         session = await self.loop_session()
         try:
-            async with session.request(**arguments, timeout=self._timeout) as response:
+            async with session.request(**arguments, timeout=self._timeout, ssl=self._ssl) as response:
                 content = await response.read()
                 status, headers = response.status, response.headers
         except aiohttp.ClientConnectorError as error:  # the connection was never opened, TLS handshake included
             log_call(self.log, logging.WARNING, request, "connection error", started, None)
             problem = _connector_problem(error, _host_of(arguments["url"]))
-            raise PhotaConnectionError(problem, before_send=True, **where) from None
+            raise _connection_error(problem, True, [error.os_error], where) from None
         except (TimeoutError, aiohttp.ServerTimeoutError):
             log_call(self.log, logging.WARNING, request, "timeout", started, None)
             raise PhotaTimeoutError(f"no answer within {self.settings.timeout:g} s", **where) from None
@@ -601,3 +643,12 @@ def _connector_problem(error: aiohttp.ClientConnectorError, host: str) -> str:
     if isinstance(cause, socket.gaierror):
         return f"cannot resolve the host of {host}"
     return f"cannot connect to {host}: {cause.strerror or _summary(cause)}"
+
+
+def _ssl_context(ca_bundle: str) -> ssl.SSLContext:
+    """A verifying TLS context that trusts the CAs of ``ca_bundle`` (a PEM file or a folder of them)."""
+    import ssl
+
+    if os.path.isdir(ca_bundle):
+        return ssl.create_default_context(capath=ca_bundle)
+    return ssl.create_default_context(cafile=ca_bundle)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import ast
+import importlib.util
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from airflow_versions import AIRFLOW_2
-from dagrun_support import asset_event_extras, dag_bag, dag_test
+from dagrun_support import asset_event_extras, dag_bag, dag_test, return_value, task_states
 from PIL import Image
 
 from airflow_provider_phota import results, storage
@@ -97,6 +99,7 @@ def test_subject_pipeline(
     phota_emulator: PhotaEmulator,
     photos: tuple[Path, PhotoServer],
     tmp_path: Path,
+    capfd: pytest.CaptureFixture[str],
 ) -> None:
     dag = example_bag.get_dag("phota_subject_pipeline")
     folder, server = photos
@@ -109,6 +112,8 @@ def test_subject_pipeline(
     }
     run = dag_test(dag, run_conf=conf)
     assert str(run.state).endswith("success")
+    output = "".join(capfd.readouterr())
+    assert "XCom not found" not in output  # the skipped branch's XCom is never looked up (the demo printed it)
     (manifest_path,) = (tmp_path / "pub").glob("*/manifest.json")
     manifest = json.loads(manifest_path.read_text())
     assert len(manifest["images"]) == 7  # 3 styles x 2 variations + the enhanced best
@@ -147,8 +152,9 @@ def test_scheduled_retraining_switches_only_after_ready(
     second_profile = Variable.get("phota_profile__weekly")
     assert second_profile != first_profile
     assert first_profile not in phota_emulator.profiles  # deleted after the switch
-    states = {ti.task_id: str(ti.state) for ti in second.get_task_instances()}
-    assert states["delete_previous_profile"].endswith("success")
+    assert task_states(second)["delete_replaced_profile[0]"] == "success"
+    (event,) = asset_event_extras(second, "phota://examples/profiles/demo-subject")
+    assert event["profile_id"] == second_profile
 
 
 def test_failed_retraining_keeps_the_current_profile(
@@ -167,10 +173,125 @@ def test_failed_retraining_keeps_the_current_profile(
     (folder / "x-phota-training-error.jpg").write_bytes((folder / "example-subject-00.jpg").read_bytes())
     run = dag_test(dag, run_conf={"photos_uri": str(folder), "photos_base_url": server.base_url, "subject": "failing"})
 
-    states = {ti.task_id: str(ti.state) for ti in run.get_task_instances()}
-    assert states["train_profile"].endswith("failed")
-    assert not states["switch_profile"].endswith("success")
+    states = task_states(run)
+    assert states["train_profile"] == "failed"
+    assert states["switch_profile"] != "success"
+    assert states["delete_failed_training"] == "success"
+    assert str(run.state).endswith("failed")
     assert Variable.get("phota_profile__failing") == "prof_current"
+    assert len(phota_emulator.charges("profile")) == 1
+    assert phota_emulator.profiles == {}  # the training that ended in ERROR was deleted
+
+
+RETRAINING_TASKS = 9  # the tasks of phota_scheduled_retraining, the mapped delete counted once
+
+
+def test_retraining_under_catchup_clears_and_a_failed_night(
+    airflow_db: None,
+    example_env: None,
+    example_bag: Any,
+    phota_emulator: PhotaEmulator,
+    photos: tuple[Path, PhotoServer],
+) -> None:
+    """Four scheduled weeks caught up (the third one's training ends in ERROR), then the oldest, the newest, the
+    failed and the middle run cleared: the Variable only moves forward, nothing older than the profile in use
+    trains again, and the only profile left is the newest run's."""
+    from airflow.models.variable import Variable
+
+    dag = example_bag.get_dag("phota_scheduled_retraining")
+    folder, server = photos
+    conf = {"photos_uri": str(folder), "photos_base_url": server.base_url, "subject": "catchup"}
+    weeks = [datetime(2026, 1, 4, tzinfo=UTC) + timedelta(weeks=n) for n in range(4)]  # @weekly: Sunday midnight
+    error_photo = folder / "x-phota-training-error.jpg"
+
+    def run(week: int, *, failing: bool = False) -> Any:
+        if failing:
+            error_photo.write_bytes((folder / "example-subject-00.jpg").read_bytes())
+        try:
+            return dag_test(dag, logical_date=weeks[week], run_conf=conf)
+        finally:
+            error_photo.unlink(missing_ok=True)
+
+    def in_use() -> str:
+        return str(Variable.get("phota_profile__catchup"))
+
+    def trained_by(week: int) -> str:
+        return str(return_value(runs[week], "train_profile"))  # the result dict, as XCom renders it
+
+    runs = [run(0), run(1), run(2, failing=True), run(3)]
+
+    assert [str(r.state).rsplit(".", 1)[-1] for r in runs] == ["success", "success", "failed", "success"]
+    assert task_states(runs[2])["delete_failed_training"] == "success"
+    assert len(phota_emulator.charges("profile")) == 4  # three READY trainings and the one that ended in ERROR
+    (profile_id,) = phota_emulator.profiles  # weeks 0 and 1 replaced, week 2's ERROR profile deleted
+    assert phota_emulator.profiles[profile_id].tag.startswith("catchup-")
+    assert phota_emulator.profiles[profile_id].status == "READY"
+    assert in_use() == profile_id
+    assert profile_id in trained_by(3)
+    creates = len(phota_emulator.requests_to("/v1/phota/profiles/add", "POST"))
+
+    for week in (0, 3, 2, 1):  # the oldest, the newest, the failed one (its photos fixed now), the middle
+        cleared = run(week)
+
+        states = task_states(cleared)
+        assert str(cleared.state).endswith("success"), states
+        assert in_use() == profile_id
+        assert set(phota_emulator.profiles) == {profile_id}
+        if week == 3:  # the run whose profile is in use: it finds its own training, and switches nothing
+            assert states["train_profile"] == "success"
+            assert states["switch_profile"] == "success"
+            assert states["announce_profile"] == "skipped"
+        else:  # older than the profile in use: stopped before training
+            assert states["newer_than_profile_in_use"] == "success"
+            assert {task for task, state in states.items() if state != "skipped"} == {"newer_than_profile_in_use"}
+        assert len(states) <= RETRAINING_TASKS
+
+    assert len(phota_emulator.charges("profile")) == 4  # no clear paid for a training
+    assert len(phota_emulator.requests_to("/v1/phota/profiles/add", "POST")) == creates
+    assert not phota_emulator.requests_to("/v1/phota/profiles/" + profile_id, "DELETE")
+
+
+class _Variables:
+    """Airflow's Variable API over a dict: outside a task, the Task SDK's Variable has no API server to talk to."""
+
+    store: dict[str, str] = {}
+
+    @classmethod
+    def get(cls, key: str, default: Any = None) -> Any:
+        return cls.store.get(key, default)
+
+    @classmethod
+    def set(cls, key: str, value: str) -> None:
+        cls.store[key] = value
+
+
+@pytest.mark.skipif(AIRFLOW_2, reason="the example as written imports Variable from airflow.sdk (Airflow 3)")
+def test_retraining_switch_under_concurrent_runs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The switch's rule, with runs interleaved as a deployment with max_active_runs > 1 can: a run overtaken while
+    it trained never switches back and deletes only its own profile; a hand-set Variable counts as older."""
+    import airflow.sdk
+
+    monkeypatch.setattr(airflow.sdk, "Variable", _Variables)
+    monkeypatch.setattr(_Variables, "store", {})
+    Variable = _Variables
+    spec = importlib.util.spec_from_file_location("retraining_example", EXAMPLES / "phota_scheduled_retraining.py")
+    assert spec is not None
+    assert spec.loader is not None
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    Variable.set("phota_profile__race", "prof_by_hand")
+
+    assert example.is_not_older("race", "2026-02-08T00:00:00.000000Z")  # no time stored: any run is newer
+    assert example.is_not_older("race", "2026-02-15T00:00:00.000000Z")
+    # Both runs passed the check and trained; the later one (15th) switches first.
+    assert example.switch("race", "prof_15", "2026-02-15T00:00:00.000000Z") == (True, ["prof_by_hand"])
+    assert example.switch("race", "prof_08", "2026-02-08T00:00:00.000000Z") == (False, ["prof_08"])
+    assert example.switch("race", "prof_15", "2026-02-15T00:00:00.000000Z") == (False, [])  # its retry
+    assert not example.is_not_older("race", "2026-02-08T00:00:00.000000Z")  # a clear of the 8th stops early
+    assert example.is_not_older("race", "2026-02-15T00:00:00.000000Z")
+    assert example.switch("race", "prof_22", "2026-02-22T00:00:00.000000Z") == (True, ["prof_15"])
+    assert Variable.get("phota_profile__race") == "prof_22"
+    assert Variable.get("phota_profile_as_of__race") == "2026-02-22T00:00:00.000000Z"
 
 
 def test_marketing_batch_renders_the_campaign_in_one_task_and_emits_one_asset_event(

@@ -178,6 +178,7 @@ def test_ui_field_behaviour_matches_the_provider_info() -> None:
     }
     assert behaviour["relabeling"]["password"] == "API Key"
     assert {"schema", "login"} <= set(behaviour["hidden_fields"])
+    assert "port" not in behaviour["hidden_fields"]  # a stored port is what 3.3's list Test button needs
     assert "password" not in behaviour["hidden_fields"]
     assert "host" not in behaviour["hidden_fields"]
 
@@ -195,6 +196,7 @@ def test_conn_fields_are_exactly_the_extras_the_hook_reads() -> None:
         "retry_max_wait": 15,
         "max_retry_after": 16,
         "price_table": '{"images": {"flux-2": {"plain": 0.02, "with_identity": "0.03"}}}',
+        "ca_bundle": __file__,
     }
     assert set(values) == declared
     settings = ConnectionSettings.from_connection(host=None, port=None, password="k", extras=values)
@@ -202,6 +204,7 @@ def test_conn_fields_are_exactly_the_extras_the_hook_reads() -> None:
     assert settings.retry == RetryPolicy(max_attempts=13, initial_wait=14.0, max_wait=15.0, max_retry_after=16.0)
     assert settings.prices.images["flux-2"] == Rate(Decimal("0.02"), Decimal("0.03"))
     assert settings.prices.images["enhance"] == LIST_PRICES.images["enhance"]  # the list prices stay
+    assert settings.ca_bundle == __file__
 
 
 def test_conn_field_defaults_match_the_hooks_defaults() -> None:
@@ -265,6 +268,9 @@ def test_form_widgets_come_from_the_conn_fields(monkeypatch: pytest.MonkeyPatch)
         assert isinstance(widget, StringField), name
         assert widget.label == f"i18n:{fields[name]['label']}"
         assert widget.kwargs["description"] == fields[name]["description"]
+        if name == "ca_bundle":  # a path on the workers: the hook checks it there, not the web server's form
+            assert widget.kwargs["validators"] == ["optional"]
+            continue
         optional, checked = widget.kwargs["validators"]
         assert optional == "optional"
         if name == "price_table":

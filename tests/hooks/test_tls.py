@@ -1,5 +1,6 @@
-"""TLS failures: a refused certificate or a plain-HTTP server behind an https host is a connection error that names
-the TLS problem, retried like any connection error, sync and async alike; ``test_connection`` reports it."""
+"""TLS failures: a refused certificate or a plain-HTTP server behind an https host is a :class:`PhotaTLSError` that
+names the TLS problem and is never retried (another attempt fails the same way), sync and async alike;
+``test_connection`` reports it after one attempt. The ``ca_bundle`` connection extra makes a private CA trusted."""
 
 from __future__ import annotations
 
@@ -18,12 +19,12 @@ from urllib.parse import urlsplit
 import pytest
 from hook_helpers import API
 
-from airflow_provider_phota.exceptions import PhotaConnectionError
+from airflow_provider_phota.exceptions import PhotaConnectionError, PhotaTLSError, PhotaValidationError, is_retryable
 from airflow_provider_phota.hooks.phota import PhotaHook
 from airflow_provider_phota.testing import PhotaEmulator
 
 IDS = f"{API}/profiles/ids"
-ATTEMPTS = 3
+ATTEMPTS = 3  # what the connections allow: a TLS failure must still make one attempt only
 
 
 def _self_signed_certificate(folder: Path) -> tuple[Path, Path]:
@@ -116,15 +117,20 @@ def _schemeless(emu: PhotaEmulator) -> str:
 def test_a_self_signed_certificate_is_a_tls_connection_error(make_hook: Any, tls_server: _TLSServer) -> None:
     hook = make_hook(host=_https_url(tls_server), max_attempts=ATTEMPTS)
 
-    with pytest.raises(PhotaConnectionError) as raised:
+    with pytest.raises(PhotaTLSError) as raised:
         hook.list_profile_ids()
 
     message = str(raised.value)
     assert message.startswith(f"GET {IDS}: TLS error with 127.0.0.1:{tls_server.server_address[1]}: ")
     assert "certificate verify failed: self-signed certificate" in message
-    assert message.endswith(f"(after {ATTEMPTS} attempts)")
-    assert tls_server.connections == ATTEMPTS  # retried as a connection error
+    assert "not retried" in message
+    assert "ca_bundle" in message  # the hint says how to trust a private CA
+    assert "attempts" not in message
+    assert tls_server.connections == 1  # not retried
     assert raised.value.before_send is True  # a refused certificate ends the handshake: nothing was sent
+    assert raised.value.retry_task is False
+    assert not is_retryable(raised.value)
+    assert isinstance(raised.value, PhotaConnectionError)  # what callers catching connection errors already catch
 
 
 def test_the_same_server_works_once_its_certificate_is_trusted(
@@ -149,21 +155,21 @@ def test_a_host_without_scheme_on_a_plain_http_server(make_hook: Any, emu: Phota
 
     hook.client.send_once = counting
 
-    with pytest.raises(PhotaConnectionError) as raised:
+    with pytest.raises(PhotaTLSError) as raised:
         hook.list_profile_ids()
 
     message = str(raised.value)
     assert message.startswith(f"GET {IDS}: TLS error with {_schemeless(emu)}: wrong version number")
     assert "the server does not speak TLS" in message
     assert "http://" in message  # the hint says how to fix the connection
-    assert message.endswith(f"(after {ATTEMPTS} attempts)")
-    assert attempts == [IDS] * ATTEMPTS
+    assert "attempts" not in message
+    assert attempts == [IDS]  # not retried
     assert emu.requests == []  # the server never saw an API request
 
 
 def test_test_connection_reports_the_tls_problem(make_hook: Any, emu: PhotaEmulator, tls_server: _TLSServer) -> None:
     for host, problem in ((_https_url(tls_server), "certificate verify failed"), (_schemeless(emu), "wrong version")):
-        hook = make_hook(host=host, max_attempts=1)
+        hook = make_hook(host=host, max_attempts=ATTEMPTS, retry_wait=30, retry_max_wait=30)  # a retry would hang
 
         ok, message = hook.test_connection()
 
@@ -171,6 +177,24 @@ def test_test_connection_reports_the_tls_problem(make_hook: Any, emu: PhotaEmula
         assert "TLS error" in message
         assert problem in message
         assert emu.api_key not in message
+    assert tls_server.connections == 1
+
+
+def test_the_ca_bundle_extra_trusts_the_private_ca(
+    make_hook: Any, tls_server: _TLSServer, certificate: tuple[Path, Path]
+) -> None:
+    hook = make_hook(host=_https_url(tls_server), ca_bundle=str(certificate[0]))
+
+    assert hook.list_profile_ids() == []
+    assert hook.test_connection()[0] is True
+
+
+def test_a_ca_bundle_that_does_not_exist_is_named(set_conn: Any, tmp_path: Path) -> None:
+    with pytest.raises(PhotaValidationError) as raised:
+        PhotaHook(set_conn(ca_bundle=str(tmp_path / "missing.pem"))).settings  # noqa: B018 - reading is the check
+
+    assert raised.value.fields == ["ca_bundle (connection extra)"]
+    assert "missing.pem' does not exist" in str(raised.value)
 
 
 # --- async --------------------------------------------------------------------------------------------------------
@@ -179,7 +203,7 @@ def test_test_connection_reports_the_tls_problem(make_hook: Any, emu: PhotaEmula
 async def _afailure(set_conn: Any, host: str) -> PhotaConnectionError:
     hook = PhotaHook(set_conn(host=host, max_attempts=ATTEMPTS))
     try:
-        with pytest.raises(PhotaConnectionError) as raised:
+        with pytest.raises(PhotaTLSError) as raised:
             await hook.alist_profile_ids()
     finally:
         await hook.aclose()
@@ -191,8 +215,9 @@ async def test_async_self_signed_certificate_is_a_tls_connection_error(set_conn:
 
     assert str(error).startswith(f"GET {IDS}: TLS error with 127.0.0.1:{tls_server.server_address[1]}: ")
     assert "certificate verify failed: self-signed certificate" in str(error)
-    assert str(error).endswith(f"(after {ATTEMPTS} attempts)")
-    assert tls_server.connections == ATTEMPTS
+    assert "ca_bundle" in str(error)
+    assert "attempts" not in str(error)
+    assert tls_server.connections == 1
     assert error.before_send is True
 
 
@@ -201,5 +226,16 @@ async def test_async_host_without_scheme_on_a_plain_http_server(set_conn: Any, e
 
     assert str(error).startswith(f"GET {IDS}: TLS error with {_schemeless(emu)}: wrong version number")
     assert "the server does not speak TLS" in str(error)
-    assert str(error).endswith(f"(after {ATTEMPTS} attempts)")
+    assert "attempts" not in str(error)
     assert emu.requests == []
+
+
+async def test_async_ca_bundle_extra_trusts_the_private_ca(
+    set_conn: Any, tls_server: _TLSServer, certificate: tuple[Path, Path]
+) -> None:
+    hook = PhotaHook(set_conn(host=_https_url(tls_server), ca_bundle=str(certificate[0])))
+    try:
+        assert await hook.alist_profile_ids() == []
+    finally:
+        await hook.aclose()
+    assert tls_server.connections == 1
