@@ -17,7 +17,7 @@ from reliability_support import API, MAX_ATTEMPTS, READ_TIMEOUT, READ_TIMEOUT_DE
 from airflow_provider_phota._compat import AirflowException, AirflowFailException
 from airflow_provider_phota.contract import CLIENT_REQUEST_ID_PATTERN
 from airflow_provider_phota.hooks.phota import PhotaHook
-from airflow_provider_phota.operators.images import PhotaGenerateOperator, _PhotaImageOperator
+from airflow_provider_phota.operators.images import PhotaGenerateOperator, PhotaStudioOperator
 from airflow_provider_phota.operators.profile import PhotaCreateProfileOperator
 from airflow_provider_phota.testing import PhotaEmulator
 from airflow_provider_phota.testing.emulator import MARKER_MODERATE
@@ -48,7 +48,7 @@ def test_deferred_task_failing_after_submit_is_retried_onto_the_same_job(
     emu: PhotaEmulator, conn_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The first try submits, defers, and dies on resume (a worker lost mid-task); Airflow retries it."""
-    original = _PhotaImageOperator.execute_complete
+    original = PhotaStudioOperator.execute_complete
     resumed: list[str] = []
 
     def dies_once(self: Any, context: Any, event: Any = None, **kwargs: Any) -> Any:
@@ -57,7 +57,7 @@ def test_deferred_task_failing_after_submit_is_retried_onto_the_same_job(
             raise AirflowException("worker lost after the job was submitted")
         return original(self, context, event, **kwargs)
 
-    monkeypatch.setattr(_PhotaImageOperator, "execute_complete", dies_once)
+    monkeypatch.setattr(PhotaStudioOperator, "execute_complete", dies_once)
 
     dag_run = run_dag("reliability_generate_deferrable_retry", out=str(tmp_path))
 
