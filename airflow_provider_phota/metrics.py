@@ -72,9 +72,11 @@ def request_tags(request: contract.ApiRequest) -> dict[str, str]:
 
 
 def record_images(endpoint: str, body: Mapping[str, Any], count: int, cost_usd: Decimal | None) -> None:
-    """What an image task received: its images and (when known) their cost."""
+    """What an image task received: its images and (when known) their cost; a FAILED job has no images and is
+    counted at its charge."""
     tags = studio_tags(endpoint, body)
-    incr(IMAGES_PRODUCED, count, tags)
+    if count:
+        incr(IMAGES_PRODUCED, count, tags)
     if cost_usd is not None:
         incr(COST_USD_MICROS, int(cost_usd * 1_000_000), tags)
 

@@ -424,7 +424,8 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
             if todo:
                 estimate = combined([estimate_worst_case(self._ep, row.request, prices) for row in batch.rows])
                 rows = len(batch.rows)
-                self.check_cost_limit(estimate, scope=f"this batch of {rows} rows" if rows > 1 else "this task")
+                scope = f"this batch of {rows} row{'s' if rows > 1 else ''}" if batch.rows[0].label else "this task"
+                self.check_cost_limit(estimate, scope=scope)
         batch.deadline = time.time() + self.timeout
         counts = batch.counts()
         if counts[PENDING] < counts["rows"]:
