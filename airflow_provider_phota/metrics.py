@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from airflow_provider_phota import contract
+from airflow_provider_phota import _compat, contract
 
 IMAGES_PRODUCED = "phota.images_produced"
 PROFILES_TRAINED = "phota.profiles_trained"
@@ -39,8 +39,6 @@ log = logging.getLogger(__name__)
 
 def incr(stat: str, count: int = 1, tags: Mapping[str, str] | None = None) -> None:
     """``Stats.incr``; an error of the metrics backend is logged, never raised."""
-    from airflow_provider_phota import _compat
-
     try:
         _compat.Stats.incr(stat, count, tags=dict(tags or {}))
     except Exception:  # a metrics backend must not fail a paid task

@@ -18,7 +18,7 @@ from airflow_provider_phota._compat import AirflowFailException, Asset, Context
 from airflow_provider_phota.contract import Violation, validate_id
 from airflow_provider_phota.events import EVENT_STATUSES
 from airflow_provider_phota.exceptions import PhotaCostLimitError, PhotaError
-from airflow_provider_phota.lineage import LineageRecord
+from airflow_provider_phota.lineage import LineageRecord, operator_lineage
 from airflow_provider_phota.pricing import Cost, limit_refusal, parse_limit, usd
 
 if TYPE_CHECKING:
@@ -73,8 +73,6 @@ class PhotaHookMixin:
 
         :param task_instance: the finished task instance (unused: the task noted what it did while it ran).
         """
-        from airflow_provider_phota.lineage import operator_lineage
-
         return operator_lineage(self._lineage, self.hook.settings.base_url if self._lineage else "")
 
 

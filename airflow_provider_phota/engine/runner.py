@@ -41,6 +41,7 @@ from airflow_provider_phota.engine.common import (
     parse_list_argument,
     record_asset_events,
     validate_event,
+    wait_argument_violations,
 )
 from airflow_provider_phota.engine.requests import (
     DEFAULT_NUM_OUTPUT_IMAGES,
@@ -62,7 +63,7 @@ from airflow_provider_phota.exceptions import (
     PhotaValidationError,
 )
 from airflow_provider_phota.pricing import Cost, combined, cost_of, estimate_worst_case, usd
-from airflow_provider_phota.storage import path_segment, storage_path, uri_of, write_json
+from airflow_provider_phota.storage import path_segment, storage_path, uri_of, validate_output_folder, write_json
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -251,13 +252,9 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
         Raises :class:`PhotaValidationError` naming every bad row and field. With ``check_files=False`` (on resume:
         the rows were checked when the try started) input files are not read again, nor outputs looked for.
         """
-        from airflow_provider_phota.engine.common import wait_argument_violations
-
         name = type(self).__name__
         problems = [*wait_argument_violations(self), *self.operator_violations()]
         if self.output_path is not None:
-            from airflow_provider_phota.storage import validate_output_folder
-
             problem = validate_output_folder("output_path", self.output_path)
             problems += [problem] if problem else []
         if problems:
@@ -714,7 +711,10 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
         if endpoint in (Endpoint.ENHANCE, Endpoint.REMIX):
             models = {contract.DEFAULT_BASE_MODEL}  # they always run Nano Banana 2
         counts = batch.counts()
+        first = batch.rows[0]
+        one = {"jobId": first.job_id, "clientRequestId": first.key, "requestId": first.request_id}
         record.run = lineage.run_facts(
+            **(one if len(batch.rows) == 1 else {}),
             endpoint=self._ep,
             baseModel=models.pop() if len(models) == 1 else None,
             outputCount=counts["images"],

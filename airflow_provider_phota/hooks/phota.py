@@ -37,6 +37,7 @@ from airflow_provider_phota.hooks.transport import (
     drop_closed_loops,
     parsed,
 )
+from airflow_provider_phota.storage import atomic_write, storage_path
 
 T = TypeVar("T")
 
@@ -563,8 +564,6 @@ class PhotaHook(BaseHook):
         :param url: a signed URL from an image result's ``download_urls`` (valid 24 h).
         :param destination: a local path, or a storage path or URI (``s3://...``) through Airflow's object storage.
         """
-        from airflow_provider_phota.storage import atomic_write, storage_path
-
         if not contract.is_http_url(url):
             raise_if_invalid([Violation("url", f"{url!r} is not a download URL", "an http(s) URL")], "download")
         target = storage_path(destination)

@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
+import requests
+
 from airflow_provider_phota import metrics
 from airflow_provider_phota.contract import (
     API_KEY_HEADER,
@@ -282,8 +284,6 @@ class SyncClient:
     """requests-based client: one ``Session`` (keep-alive) per hook."""
 
     def __init__(self, settings: ConnectionSettings, log: Log) -> None:
-        import requests
-
         self.settings = settings
         self.log = log
         # the level of the one line per successful call; a batch of thousands of calls lowers it to DEBUG
@@ -301,8 +301,6 @@ class SyncClient:
     @staticmethod
     def _download_settings(url: str) -> dict[str, Any]:
         """Proxy and CA settings for a download host (often not the API's: a CDN), read from the environment."""
-        import requests
-
         bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")  # as requests reads them
         return {"proxies": requests.utils.get_environ_proxies(url), "verify": bundle or True}
 
@@ -358,8 +356,6 @@ class SyncClient:
 
     @contextmanager
     def _translate_errors(self, request: ApiRequest, url: str, started: float) -> Iterator[None]:
-        import requests
-
         where = {"method": request.method, "path": request.path}
         try:
             yield
