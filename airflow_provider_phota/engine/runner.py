@@ -129,6 +129,10 @@ def _charged(entry: Mapping[str, Any] | None, endpoint: str) -> Cost | None:
     return Cost(endpoint, None if amount is None else Decimal(str(amount)), str(entry["cost_basis"]))
 
 
+def _blank(value: Any) -> bool:
+    return isinstance(value, str) and not value.strip()
+
+
 def _abbreviated(request: Mapping[str, Any], endpoint: Endpoint) -> dict[str, Any]:
     """The request for the manifest: inline base64 images are replaced by their length."""
 
@@ -194,7 +198,8 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
             return {}, [Violation("row", f"must be an object, got {type(raw).__name__}", "a dict of request fields")]
         endpoint = self.studio_endpoint()
         problems = []
-        row = {str(k): v for k, v in raw.items() if v is not None and not (isinstance(v, str) and not v.strip())}
+        images = contract.IMAGE_FIELDS[endpoint]  # an empty image is named as such, not as a missing one
+        row = {str(k): v for k, v in raw.items() if v is not None and (k in images or not _blank(v))}
         if COUNT_ALIAS in row:
             if "num_output_images" in row:
                 problems.append(Violation(COUNT_ALIAS, "is given together with num_output_images", "one of them"))

@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from airflow_provider_phota import contract, metrics
+from airflow_provider_phota import contract, metrics, storage
 from airflow_provider_phota._compat import BaseHook
 from airflow_provider_phota.contract import Endpoint, ImageResult, JobHandle, JobState, ProfileState, Violation
 from airflow_provider_phota.exceptions import (
@@ -37,7 +37,6 @@ from airflow_provider_phota.hooks.transport import (
     drop_closed_loops,
     parsed,
 )
-from airflow_provider_phota.storage import atomic_write, storage_path
 
 T = TypeVar("T")
 
@@ -566,8 +565,8 @@ class PhotaHook(BaseHook):
         """
         if not contract.is_http_url(url):
             raise_if_invalid([Violation("url", f"{url!r} is not a download URL", "an http(s) URL")], "download")
-        target = storage_path(destination)
-        return self.client.download(url, lambda chunks: atomic_write(target, chunks))
+        target = storage.storage_path(destination)
+        return self.client.download(url, lambda chunks: storage.atomic_write(target, chunks))
 
     def get_webhook_secret(self) -> str:
         """The account's secret that signs job callbacks (api-decisions D6)."""
