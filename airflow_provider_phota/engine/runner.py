@@ -25,7 +25,7 @@ import contextlib
 import json
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -119,14 +119,6 @@ class Batch:
     def counts(self) -> dict[str, int]:
         counts = {status: len(self.having(status)) for status in (PENDING, IN_FLIGHT, SUCCEEDED, FAILED)}
         return {"rows": len(self.rows), **counts, "images": sum(row.count for row in self.having(SUCCEEDED))}
-
-
-def _charged(entry: Mapping[str, Any] | None, endpoint: str) -> Cost | None:
-    """The cost a manifest entry (a FAILED job) records as charged."""
-    if not entry or "cost_basis" not in entry:
-        return None
-    amount = entry.get("cost_usd")
-    return Cost(endpoint, None if amount is None else Decimal(str(amount)), str(entry["cost_basis"]))
 
 
 def _blank(value: Any) -> bool:
@@ -367,15 +359,18 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
     def _row_cost(self, row: Row) -> Cost | None:
         """What a row cost so far: its outputs (count x rate, identity rate for ``known_subjects``) and every FAILED
         job of it, counted as charged; ``None`` for a row that has cost nothing yet."""
-        costs = [c for c in (_charged(job, self._ep) for job in row.failed_jobs) if c is not None]
+        prices = self.hook.settings.prices
+        costs = [self._failed_charge(row)] * (len(row.failed_jobs) + bool(row.error and row.error.get("cost_basis")))
         if row.status == SUCCEEDED:
-            prices = self.hook.settings.prices
             costs.append(cost_of(self._ep, row.request, prices, count=row.count, known_subjects=row.known_subjects))
-        elif (charged := _charged(row.error, self._ep)) is not None:
-            costs.append(charged)
         if not costs:
             return None
         return costs[0] if len(costs) == 1 else combined(costs, endpoint=self._ep)
+
+    def _failed_charge(self, row: Row) -> Cost:
+        """What a FAILED job of the row is counted at: its worst case (the public docs never say it is refunded)."""
+        worst = estimate_worst_case(self._ep, row.request, self.hook.settings.prices)
+        return replace(worst, basis=f"{worst.basis}; a FAILED job, counted as charged", count=0)
 
     def _total_cost(self, batch: Batch) -> Cost:
         """The total of every row's cost so far (unknown if any of them is)."""
@@ -548,8 +543,7 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
         a derived key when its error allows and the replacement's worst case still fits ``max_cost_usd``; else the
         row fails with the reason. Returns whether it is replaced."""
         failure = PhotaJobFailedError(state.job_id, state.error_type, state.error_message)
-        charged = estimate_worst_case(self._ep, row.request, self.hook.settings.prices)
-        charged = Cost(self._ep, charged.usd, f"{charged.basis}; a FAILED job, counted as charged")
+        charged = self._failed_charge(row)
         metrics.record_images(self._ep, row.request, 0, charged.usd)
         reason = f"job {state.job_id}: {failure.error_message}"
         if not failure.retry_task:
