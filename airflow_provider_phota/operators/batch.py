@@ -26,7 +26,8 @@ from airflow.providers.common.compat.sdk import conf
 
 from airflow_provider_phota.contract import OUTPUT_FORMATS, Endpoint, Violation
 from airflow_provider_phota.engine.common import DEFAULT_CONN_ID, DEFAULT_JOB_TIMEOUT, DEFAULT_POLL_INTERVAL
-from airflow_provider_phota.engine.runner import SUCCEEDED, Batch, PhotaJobsOperator, row_labels
+from airflow_provider_phota.engine.rows import SUCCEEDED, Batch, row_labels
+from airflow_provider_phota.engine.runner import PhotaJobsOperator
 from airflow_provider_phota.pricing import Cost
 from airflow_provider_phota.results import BatchOperatorResult
 from airflow_provider_phota.storage import storage_path, validate_storage_uri

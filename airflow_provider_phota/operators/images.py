@@ -21,7 +21,8 @@ from airflow.providers.common.compat.sdk import conf
 from airflow_provider_phota import contract
 from airflow_provider_phota.contract import Endpoint
 from airflow_provider_phota.engine.common import DEFAULT_CONN_ID, DEFAULT_JOB_TIMEOUT, DEFAULT_POLL_INTERVAL
-from airflow_provider_phota.engine.runner import Batch, PhotaJobsOperator
+from airflow_provider_phota.engine.rows import Batch
+from airflow_provider_phota.engine.runner import PhotaJobsOperator
 from airflow_provider_phota.pricing import Cost
 from airflow_provider_phota.results import ImageOperatorResult
 
