@@ -30,10 +30,15 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from airflow.providers.common.compat.sdk import conf
+
 from airflow_provider_phota import contract, lineage, metrics
 from airflow_provider_phota._compat import AirflowException, AirflowFailException, BaseOperator, Context
 from airflow_provider_phota.contract import Endpoint, JobState, Violation
 from airflow_provider_phota.engine.common import (
+    DEFAULT_CONN_ID,
+    DEFAULT_JOB_TIMEOUT,
+    DEFAULT_POLL_INTERVAL,
     DEFER_TIMEOUT_GRACE_SECONDS,
     MAX_FAILED_JOBS,
     PhotaHookMixin,
@@ -91,26 +96,40 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
 
     :param output_path: the folder images and the manifest are written to (templated); see the subclasses.
     :param output_format: ``png`` (default) or ``jpg`` for rows that do not set their own (templated).
-    :param deferrable: wait on the triggerer, freeing the worker slot.
-    :param poll_interval: seconds between two status checks of the same job.
-    :param timeout: seconds this try waits in all, across waves and deferrals.
+    :param deferrable: wait on the triggerer, freeing the worker slot. Defaults to ``[operators]
+        default_deferrable``.
+    :param poll_interval: seconds between two status checks of the same job (default 5).
+    :param timeout: seconds this try waits in all, across waves and deferrals (default 3600).
     :param max_cost_usd: the most the task may spend, in dollars, replacement jobs included (templated).
-    :param phota_conn_id: the Phota connection (templated).
+    :param phota_conn_id: the Phota connection (default ``phota_default``; templated).
     """
 
     ui_color = "#ddd6fe"
     max_in_flight: int = 1
-    output_path: str | None
-    output_format: str
-    deferrable: bool
-    poll_interval: float
-    timeout: float
     client_request_id: str | None = None
     callback_url: str | None = None
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        output_path: str | None = None,
+        output_format: str = "png",
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = DEFAULT_POLL_INTERVAL,
+        timeout: float = DEFAULT_JOB_TIMEOUT,
+        max_cost_usd: float | str | None = None,
+        phota_conn_id: str = DEFAULT_CONN_ID,
+        **kwargs: Any,
+    ) -> None:
         kwargs.setdefault("multiple_outputs", True)
         super().__init__(**kwargs)
+        self.output_path = output_path
+        self.output_format = output_format
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.max_cost_usd = max_cost_usd
+        self.phota_conn_id = phota_conn_id
 
     # --- what a subclass says ---------------------------------------------------------------------------------
 

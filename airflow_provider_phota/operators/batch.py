@@ -22,10 +22,7 @@ from collections.abc import Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import conf
-
 from airflow_provider_phota.contract import OUTPUT_FORMATS, Endpoint, Violation
-from airflow_provider_phota.engine.common import DEFAULT_CONN_ID, DEFAULT_JOB_TIMEOUT, DEFAULT_POLL_INTERVAL
 from airflow_provider_phota.engine.rows import SUCCEEDED, Batch, row_labels
 from airflow_provider_phota.engine.runner import PhotaJobsOperator
 from airflow_provider_phota.pricing import Cost
@@ -128,28 +125,15 @@ class PhotaBatchOperator(PhotaJobsOperator):
         endpoint: str,
         requests: Sequence[Mapping[str, Any]] | str,
         output_path: str,
-        output_format: str = "png",
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         max_failed_rows: int = 0,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poll_interval: float = DEFAULT_POLL_INTERVAL,
-        timeout: float = DEFAULT_JOB_TIMEOUT,
-        max_cost_usd: float | str | None = None,
-        phota_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
+        super().__init__(output_path=output_path, **kwargs)
         self.endpoint = endpoint
         self.requests = requests
-        self.output_path = output_path
-        self.output_format = output_format
         self.max_in_flight = max_in_flight
         self.max_failed_rows = max_failed_rows
-        self.deferrable = deferrable
-        self.poll_interval = poll_interval
-        self.timeout = timeout
-        self.max_cost_usd = max_cost_usd
-        self.phota_conn_id = phota_conn_id
 
     @cached_property
     def hook(self) -> PhotaHook:

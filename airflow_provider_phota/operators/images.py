@@ -16,11 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from airflow.providers.common.compat.sdk import conf
-
 from airflow_provider_phota import contract
 from airflow_provider_phota.contract import Endpoint
-from airflow_provider_phota.engine.common import DEFAULT_CONN_ID, DEFAULT_JOB_TIMEOUT, DEFAULT_POLL_INTERVAL
 from airflow_provider_phota.engine.rows import Batch
 from airflow_provider_phota.engine.runner import PhotaJobsOperator
 from airflow_provider_phota.pricing import Cost
@@ -63,30 +60,10 @@ class PhotaStudioOperator(PhotaJobsOperator):
         "max_cost_usd",
     )
 
-    def __init__(
-        self,
-        *,
-        output_path: str | None = None,
-        output_format: str = "png",
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poll_interval: float = DEFAULT_POLL_INTERVAL,
-        timeout: float = DEFAULT_JOB_TIMEOUT,
-        client_request_id: str | None = None,
-        callback_url: str | None = None,
-        max_cost_usd: float | str | None = None,
-        phota_conn_id: str = DEFAULT_CONN_ID,
-        **kwargs: Any,
-    ) -> None:
+    def __init__(self, *, client_request_id: str | None = None, callback_url: str | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self.output_path = output_path
-        self.output_format = output_format
-        self.deferrable = deferrable
-        self.poll_interval = poll_interval
-        self.timeout = timeout
         self.client_request_id = client_request_id
         self.callback_url = callback_url
-        self.max_cost_usd = max_cost_usd
-        self.phota_conn_id = phota_conn_id
 
     def studio_endpoint(self) -> Endpoint:
         return self.endpoint

@@ -45,7 +45,9 @@ def documented(cls: type) -> dict[str, str]:
     image operators document their own arguments and refer to ``PhotaStudioOperator`` for the shared ones)."""
     found: dict[str, str] = {}
     for klass in reversed(cls.__mro__):
-        if klass is cls or klass.__module__.startswith("airflow_provider_phota.operators"):
+        if klass is cls or klass.__module__.startswith(
+            ("airflow_provider_phota.operators", "airflow_provider_phota.engine")
+        ):
             doc = inspect.getdoc(klass) if klass is cls else (klass.__doc__ or "")
             found.update(re.findall(r":param (\w+):(.*?)(?=\n\s*:param |\Z)", doc or "", re.S))
     return found
