@@ -115,7 +115,7 @@ class PhotaHook(BaseHook):
 
     The connection keeps the API key as its password and the API origin as its host (empty means
     ``https://api.photalabs.com``; a host without a scheme means https; ``http://127.0.0.1:8089`` points at a
-    local emulator). Extras tune timeouts (``timeout``, ``connect_timeout``) and retries (``max_attempts``,
+    local emulator). Extras tune timeouts (``read_timeout``, ``connect_timeout``) and retries (``max_attempts``,
     ``retry_wait``, ``retry_max_wait``, ``max_retry_after``), and ``price_table`` adds your rates to the list
     prices (:mod:`airflow_provider_phota.pricing`; ``settings.prices`` is the result). An explicit argument wins
     over an extra, an extra over the default; an extra out of its range fails with :class:`PhotaValidationError`
@@ -126,7 +126,8 @@ class PhotaHook(BaseHook):
     says how many.
 
     :param phota_conn_id: the Airflow connection to use.
-    :param timeout: read timeout in seconds of every call; replaces the connection's ``timeout`` extra.
+    :param read_timeout: the HTTP read timeout in seconds of every call; replaces the connection's ``read_timeout``
+        extra. (``timeout`` elsewhere in the provider is a total wait.)
     :param retry_policy: attempts and backoff of every call; replaces all of the connection's retry extras.
     :param call_log_level: the level of the one line per successful call (a task making thousands of calls, a
         batch, lowers it to ``logging.DEBUG``; retries and errors still warn).
@@ -141,13 +142,13 @@ class PhotaHook(BaseHook):
         self,
         phota_conn_id: str = default_conn_name,
         *,
-        timeout: float | None = None,
+        read_timeout: float | None = None,
         retry_policy: RetryPolicy | None = None,
         call_log_level: int = logging.INFO,
     ) -> None:
         super().__init__()
         self.phota_conn_id = phota_conn_id
-        self._timeout = timeout
+        self._read_timeout = read_timeout
         self._retry_policy = retry_policy
         self._call_log_level = call_log_level
         self._async_client: AsyncClient | None = None
@@ -211,7 +212,7 @@ class PhotaHook(BaseHook):
             password=conn.password,
             extras=extras,
             retry=self._retry_policy,
-            timeout=self._timeout,
+            read_timeout=self._read_timeout,
             conn_id=self.phota_conn_id,
         )
 
@@ -300,7 +301,7 @@ class PhotaHook(BaseHook):
                 created: list[str] = []
                 if last_error is not None and not surely_not_processed(last_error):
                     # After a timeout the first attempt may still be in flight: give it the read timeout's budget.
-                    wait = self.settings.timeout if isinstance(last_error, PhotaTimeoutError) else 0.0
+                    wait = self.settings.read_timeout if isinstance(last_error, PhotaTimeoutError) else 0.0
                     created = self._profiles_created_since(tag, existing, wait)
                 if created:
                     self.log.warning("An earlier attempt created profile %s (tag %r); using it", created[-1], tag)

@@ -122,7 +122,7 @@ class PriceTableExtra:
 
 # The extras a connection may set; the provider info's ``conn-fields`` declare the same names.
 CONNECTION_EXTRAS: dict[str, ConnectionExtra | PriceTableExtra] = {
-    "timeout": ConnectionExtra("timeout", 0, above_minimum=True),
+    "read_timeout": ConnectionExtra("read_timeout", 0, above_minimum=True),
     "connect_timeout": ConnectionExtra("connect_timeout", 0, above_minimum=True),
     "max_attempts": ConnectionExtra("max_attempts", 1, integer=True),
     "retry_wait": ConnectionExtra("initial_wait", 0),
@@ -140,7 +140,7 @@ class ConnectionSettings:
     base_url: str
     api_key: str = field(repr=False)
     # Synchronous calls may legitimately run up to the service's 600 s cap; wait a little longer than that.
-    timeout: float = SERVER_TIME_CAP_SECONDS + 60.0
+    read_timeout: float = SERVER_TIME_CAP_SECONDS + 60.0
     connect_timeout: float = 10.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     prices: PriceTable = LIST_PRICES  # the list prices, with the connection's price_table extra on top
@@ -154,10 +154,10 @@ class ConnectionSettings:
         password: str | None,
         extras: Mapping[str, Any],
         retry: RetryPolicy | None = None,
-        timeout: float | None = None,
+        read_timeout: float | None = None,
         conn_id: str = "",
     ) -> ConnectionSettings:
-        """Settings from a connection's fields. One rule: an explicit argument (``retry``, ``timeout``) wins over
+        """Settings from a connection's fields. One rule: an explicit argument (``retry``, ``read_timeout``) wins over
         the connection's extras, which win over the defaults; an explicit ``retry`` replaces every retry extra.
         A zero is a value, not "unset": an extra out of its range raises :class:`PhotaValidationError`."""
         if not password:
@@ -170,8 +170,8 @@ class ConnectionSettings:
                 continue  # unset (an empty form field), or replaced by the explicit policy
             target = policy if name in RETRY_EXTRAS else settings
             target[extra.setting] = extra.read(f"{name} (connection extra)", value)
-        if timeout is not None:
-            settings["timeout"] = CONNECTION_EXTRAS["timeout"].read("timeout", timeout)
+        if read_timeout is not None:
+            settings["read_timeout"] = CONNECTION_EXTRAS["read_timeout"].read("read_timeout", read_timeout)
         problems = [value for value in (*settings.values(), *policy.values()) if isinstance(value, Violation)]
         if problems:
             raise PhotaValidationError(problems, context=f"connection {conn_id!r}" if conn_id else "connection")
@@ -296,7 +296,7 @@ class SyncClient:
         self.session.proxies.update(environment["proxies"])
         self.session.verify = environment["verify"]
         self.session.trust_env = False
-        self._timeout = (settings.connect_timeout, settings.timeout)
+        self._timeout = (settings.connect_timeout, settings.read_timeout)
 
     @staticmethod
     def _download_settings(url: str) -> dict[str, Any]:
@@ -365,7 +365,7 @@ class SyncClient:
             raise PhotaConnectionError(problem, before_send=True, **where) from None
         except requests.exceptions.Timeout:
             log_call(self.log, logging.WARNING, request, "timeout", started, None)
-            raise PhotaTimeoutError(f"no answer within {self.settings.timeout:g} s", **where) from None
+            raise PhotaTimeoutError(f"no answer within {self.settings.read_timeout:g} s", **where) from None
         except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as error:
             problem, before_send = _connection_problem(error, _host_of(url))
             log_call(self.log, logging.WARNING, request, "connection error", started, None)
@@ -529,7 +529,7 @@ class AsyncClient:
         self.log = log
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop ``_session`` belongs to
-        self._timeout = aiohttp.ClientTimeout(sock_connect=settings.connect_timeout, sock_read=settings.timeout)
+        self._timeout = aiohttp.ClientTimeout(sock_connect=settings.connect_timeout, sock_read=settings.read_timeout)
 
     async def loop_session(self) -> aiohttp.ClientSession:
         """This client's share of the running loop's session. A client used in one ``asyncio.run()`` and then in
@@ -574,7 +574,7 @@ class AsyncClient:
             raise PhotaConnectionError(problem, before_send=True, **where) from None
         except (TimeoutError, aiohttp.ServerTimeoutError):
             log_call(self.log, logging.WARNING, request, "timeout", started, None)
-            raise PhotaTimeoutError(f"no answer within {self.settings.timeout:g} s", **where) from None
+            raise PhotaTimeoutError(f"no answer within {self.settings.read_timeout:g} s", **where) from None
         except aiohttp.ClientError as error:
             log_call(self.log, logging.WARNING, request, "connection error", started, None)
             problem = f"the connection to {_host_of(arguments['url'])} broke: {_summary(error)}"

@@ -188,7 +188,7 @@ def test_conn_fields_are_exactly_the_extras_the_hook_reads() -> None:
 
     # And each declared field really changes the settings (a typo on either side would leave a default).
     values = {
-        "timeout": 11,
+        "read_timeout": 11,
         "connect_timeout": 12,
         "max_attempts": 13,
         "retry_wait": 14,
@@ -198,7 +198,7 @@ def test_conn_fields_are_exactly_the_extras_the_hook_reads() -> None:
     }
     assert set(values) == declared
     settings = ConnectionSettings.from_connection(host=None, port=None, password="k", extras=values)
-    assert (settings.timeout, settings.connect_timeout) == (11.0, 12.0)
+    assert (settings.read_timeout, settings.connect_timeout) == (11.0, 12.0)
     assert settings.retry == RetryPolicy(max_attempts=13, initial_wait=14.0, max_wait=15.0, max_retry_after=16.0)
     assert settings.prices.images["flux-2"] == Rate(Decimal("0.02"), Decimal("0.03"))
     assert settings.prices.images["enhance"] == LIST_PRICES.images["enhance"]  # the list prices stay
@@ -208,7 +208,7 @@ def test_conn_field_defaults_match_the_hooks_defaults() -> None:
     fields = connection_type_info()["conn-fields"]
     defaults = ConnectionSettings(base_url="x", api_key="k")
     policy = RetryPolicy()
-    assert fields["timeout"]["schema"]["default"] == defaults.timeout
+    assert fields["read_timeout"]["schema"]["default"] == defaults.read_timeout
     assert fields["connect_timeout"]["schema"]["default"] == defaults.connect_timeout
     assert fields["max_attempts"]["schema"]["default"] == policy.max_attempts
     assert fields["retry_wait"]["schema"]["default"] == policy.initial_wait
@@ -230,7 +230,7 @@ def test_conn_field_bounds_match_what_the_hook_accepts() -> None:
 def test_fractional_extras_are_declared_as_numbers() -> None:
     """Seconds may be fractional (retry_wait 0.5): a UI enforcing the schema must accept them."""
     fields = connection_type_info()["conn-fields"]
-    for name in ("timeout", "connect_timeout", "retry_wait", "retry_max_wait", "max_retry_after"):
+    for name in ("read_timeout", "connect_timeout", "retry_wait", "retry_max_wait", "max_retry_after"):
         assert "number" in fields[name]["schema"]["type"], name
     assert "integer" in fields["max_attempts"]["schema"]["type"]
 

@@ -247,7 +247,7 @@ def test_tagged_create_whose_answer_was_lost_leaves_one_profile(
 
 
 def test_tagged_create_after_a_read_timeout_leaves_one_profile(emu: PhotaEmulator, set_conn: SetConn) -> None:
-    hook = PhotaHook(set_conn(timeout=READ_TIMEOUT))
+    hook = PhotaHook(set_conn(read_timeout=READ_TIMEOUT))
     emu.inject_fault(f"{API}/profiles/add", delay=READ_TIMEOUT_DELAY, count=MAX_ATTEMPTS)
 
     try:
