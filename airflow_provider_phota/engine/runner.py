@@ -324,7 +324,7 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
     def _row_cost(self, row: Row) -> Cost | None:
         """What a row cost so far: its outputs (count x rate, identity rate for ``known_subjects``) and every FAILED
         job of it, counted as charged; ``None`` for a row that has cost nothing yet."""
-        prices = self.hook.settings.prices
+        prices = self.hook.prices
         costs = [self._failed_charge(row)] * (len(row.failed_jobs) + bool(row.error and row.error.get("cost_basis")))
         if row.status == SUCCEEDED:
             costs.append(cost_of(self._ep, row.request, prices, count=row.count, known_subjects=row.known_subjects))
@@ -334,7 +334,7 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
 
     def _failed_charge(self, row: Row) -> Cost:
         """What a FAILED job of the row is counted at: its worst case (the public docs never say it is refunded)."""
-        worst = estimate_worst_case(self._ep, row.request, self.hook.settings.prices)
+        worst = estimate_worst_case(self._ep, row.request, self.hook.prices)
         return replace(worst, basis=f"{worst.basis}; a FAILED job, counted as charged", count=0)
 
     def _total_cost(self, batch: Batch) -> Cost:
@@ -381,7 +381,7 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
     def execute(self, context: Context) -> Any:
         with fail_fast_on_permanent_errors():
             batch = self.prepare(context)
-            prices = self.hook.settings.prices
+            prices = self.hook.prices
             todo = [row for row in batch.rows if row.status in (PENDING, IN_FLIGHT)]
             if todo:
                 estimate = combined([estimate_worst_case(self._ep, row.request, prices) for row in batch.rows])
@@ -539,7 +539,7 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
     def _committed(self, batch: Batch) -> Decimal | None:
         """What the task may end up paying: every row's cost so far, plus the worst case of the job each unfinished
         row has (or is about to get)."""
-        prices = self.hook.settings.prices
+        prices = self.hook.prices
         amounts = [cost.usd for cost in map(self._row_cost, batch.rows) if cost is not None]
         for row in batch.rows:
             if row.status in (PENDING, IN_FLIGHT):
@@ -571,7 +571,7 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
             row.download_urls = list(urls)
         row.status, row.output_uris, row.request_id = SUCCEEDED, uris, state.result.request_id
         row.count, row.known_subjects = state.result.count, dict(state.result.known_subjects)
-        prices = self.hook.settings.prices
+        prices = self.hook.prices
         cost = cost_of(self._ep, row.request, prices, count=row.count, known_subjects=row.known_subjects)
         metrics.record_images(self._ep, row.request, row.count, cost.usd)
 

@@ -23,22 +23,27 @@ from airflow_provider_phota.exceptions import (
     PhotaError,
     PhotaNotFoundError,
     PhotaTimeoutError,
+    PhotaValidationError,
     is_retryable,
     raise_if_invalid,
     surely_not_processed,
 )
 from airflow_provider_phota.hooks.retry import RetryPolicy
 from airflow_provider_phota.hooks.transport import (
-    CONNECTION_EXTRAS,
+    HTTP_EXTRAS,
     ApiResponse,
     AsyncClient,
+    ConnectionExtra,
     ConnectionSettings,
     SyncClient,
     drop_closed_loops,
     parsed,
 )
+from airflow_provider_phota.pricing import LIST_PRICES, PriceTable, PriceTableExtra
 
 T = TypeVar("T")
+# The extras a connection may set; the provider info's ``conn-fields`` declare the same names.
+CONNECTION_EXTRAS: dict[str, ConnectionExtra | PriceTableExtra] = {**HTTP_EXTRAS, "price_table": PriceTableExtra()}
 
 if TYPE_CHECKING:
     import requests
@@ -117,7 +122,7 @@ class PhotaHook(BaseHook):
     ``https://api.photalabs.com``; a host without a scheme means https; ``http://127.0.0.1:8089`` points at a
     local emulator). Extras tune timeouts (``read_timeout``, ``connect_timeout``) and retries (``max_attempts``,
     ``retry_wait``, ``retry_max_wait``, ``max_retry_after``), and ``price_table`` adds your rates to the list
-    prices (:mod:`airflow_provider_phota.pricing`; ``settings.prices`` is the result). An explicit argument wins
+    prices (:mod:`airflow_provider_phota.pricing`; ``hook.prices`` is the result). An explicit argument wins
     over an extra, an extra over the default; an extra out of its range fails with :class:`PhotaValidationError`
     naming it.
 
@@ -217,10 +222,25 @@ class PhotaHook(BaseHook):
         )
 
     @cached_property
+    def _connection(self) -> Any:
+        return self.get_connection(self.phota_conn_id)
+
+    @cached_property
     def settings(self) -> ConnectionSettings:
         """The connection's settings (origin, key, timeouts, retry policy), read at the first synchronous call."""
-        conn = self.get_connection(self.phota_conn_id)
-        return self._settings_from(conn, conn.extra_dejson)
+        return self._settings_from(self._connection, self._connection.extra_dejson)
+
+    @cached_property
+    def prices(self) -> PriceTable:
+        """The list prices with the connection's ``price_table`` extra on top (:mod:`airflow_provider_phota.pricing`);
+        a bad table raises :class:`PhotaValidationError` naming its place."""
+        value = self._connection.extra_dejson.get("price_table")
+        if value in (None, ""):
+            return LIST_PRICES
+        prices = PriceTableExtra().read("price_table (connection extra)", value)
+        if isinstance(prices, Violation):
+            raise PhotaValidationError([prices], context=f"connection {self.phota_conn_id!r}")
+        return prices
 
     @cached_property
     def client(self) -> SyncClient:

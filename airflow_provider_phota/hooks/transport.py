@@ -44,7 +44,6 @@ from airflow_provider_phota.exceptions import (
     is_retryable,
 )
 from airflow_provider_phota.hooks.retry import Log, RetryPolicy
-from airflow_provider_phota.pricing import LIST_PRICES, PriceTable, parse_price_table
 
 if TYPE_CHECKING:
     import ssl
@@ -104,31 +103,15 @@ class ConnectionExtra:
         return int(number) if self.integer else float(number)
 
 
-@dataclass(frozen=True)
-class PriceTableExtra:
-    """The ``price_table`` extra: the user's rates (:mod:`airflow_provider_phota.pricing`) over the list prices."""
-
-    setting: str = "prices"
-
-    def read(self, label: str, value: Any) -> PriceTable | Violation:
-        """The list prices with the table on top, or the first problem (naming its place in the table)."""
-        table, problems = parse_price_table(value)
-        if not problems:
-            return LIST_PRICES.merged(table)
-        first = problems[0]
-        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-        return Violation(label.replace("price_table", first.field, 1), first.message + more, first.allowed)
-
-
-# The extras a connection may set; the provider info's ``conn-fields`` declare the same names.
-CONNECTION_EXTRAS: dict[str, ConnectionExtra | PriceTableExtra] = {
+# The HTTP extras a connection may set (the hook adds ``price_table``); the provider info's ``conn-fields`` declare
+# the same names.
+HTTP_EXTRAS: dict[str, ConnectionExtra] = {
     "read_timeout": ConnectionExtra("read_timeout", 0, above_minimum=True),
     "connect_timeout": ConnectionExtra("connect_timeout", 0, above_minimum=True),
     "max_attempts": ConnectionExtra("max_attempts", 1, integer=True),
     "retry_wait": ConnectionExtra("initial_wait", 0),
     "retry_max_wait": ConnectionExtra("max_wait", 0),
     "max_retry_after": ConnectionExtra("max_retry_after", 0),
-    "price_table": PriceTableExtra(),
 }
 RETRY_EXTRAS = frozenset({"max_attempts", "retry_wait", "retry_max_wait", "max_retry_after"})
 
@@ -143,7 +126,6 @@ class ConnectionSettings:
     read_timeout: float = SERVER_TIME_CAP_SECONDS + 60.0
     connect_timeout: float = 10.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    prices: PriceTable = LIST_PRICES  # the list prices, with the connection's price_table extra on top
 
     @classmethod
     def from_connection(
@@ -164,14 +146,14 @@ class ConnectionSettings:
             raise PhotaError("The Phota connection has no API key: set it as the connection's password.")
         settings: dict[str, Any] = {}
         policy: dict[str, Any] = {}
-        for name, extra in CONNECTION_EXTRAS.items():
+        for name, extra in HTTP_EXTRAS.items():
             value = extras.get(name)
             if value in (None, "") or (retry is not None and name in RETRY_EXTRAS):
                 continue  # unset (an empty form field), or replaced by the explicit policy
             target = policy if name in RETRY_EXTRAS else settings
             target[extra.setting] = extra.read(f"{name} (connection extra)", value)
         if read_timeout is not None:
-            settings["read_timeout"] = CONNECTION_EXTRAS["read_timeout"].read("read_timeout", read_timeout)
+            settings["read_timeout"] = HTTP_EXTRAS["read_timeout"].read("read_timeout", read_timeout)
         problems = [value for value in (*settings.values(), *policy.values()) if isinstance(value, Violation)]
         if problems:
             raise PhotaValidationError(problems, context=f"connection {conn_id!r}" if conn_id else "connection")

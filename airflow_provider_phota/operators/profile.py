@@ -101,7 +101,7 @@ class PhotaCreateProfileOperator(PhotaHookMixin, BaseOperator):
 
     def _cost(self, reused: bool) -> Cost:
         """What this task paid (nothing for a reused profile), from the connection's price table."""
-        return training_cost(self.training_tier, self.hook.settings.prices, reused=reused)
+        return training_cost(self.training_tier, self.hook.prices, reused=reused)
 
     def _note_lineage(self, profile_id: str, reused: bool, cost_usd: float | None, cost_basis: str) -> None:
         """Inputs: the training photos' URLs (without their query strings); output: the profile."""
@@ -136,7 +136,7 @@ class PhotaCreateProfileOperator(PhotaHookMixin, BaseOperator):
         self._warn_about_ineffective_arguments()
         with fail_fast_on_permanent_errors():
             urls = self._validated_urls()
-            prices = self.hook.settings.prices
+            prices = self.hook.prices
             self.check_cost_limit(estimate_worst_case(TRAINING, {"training_tier": self.training_tier}, prices))
             state, reused = self._reuse_or_create(urls)
         cost = self._cost(reused)

@@ -145,7 +145,7 @@ def test_a_bad_price_table_names_the_field(table: Any, field: str, message: str)
 def test_a_bad_price_table_extra_fails_the_hook_naming_the_field(phota_connection: Any) -> None:
     phota_connection(price_table='{"images": {"nb2": {"plain": -0.05, "with_identity": 0.08}}}')
     with pytest.raises(PhotaValidationError) as caught:
-        PhotaHook().settings  # noqa: B018 - reading the settings reads the extra
+        PhotaHook().prices  # noqa: B018 - reading the prices reads the extra
     assert caught.value.field == "price_table.images.nb2.plain (connection extra)"
     assert "out of range" in str(caught.value)
 
