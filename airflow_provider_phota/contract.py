@@ -11,6 +11,9 @@ from __future__ import annotations
 
 import base64
 import binascii
+import email.utils
+import hashlib
+import hmac
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -592,9 +595,6 @@ def parse_profile_state(body: Any) -> ProfileState:
 def parse_image_result(body: Any, *, request_id: str | None = None) -> ImageResult:
     """Parse a decoded image response: bytes mode's base64 ``images`` are decoded (strictly: a corrupt string is
     a malformed answer, retried, never a broken image), urls mode's ``download_urls`` kept as they are."""
-    import base64
-    import binascii
-
     if not isinstance(body, dict):
         raise MalformedResponse(f"image response is not an object: {str(body)[:200]}")
     images = body.get("images") or []
@@ -668,8 +668,6 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
     value = value.strip()
     if value.isdigit():
         return float(value)
-    import email.utils  # only 429s need it; keeps the contract cheap to import at DAG-parse time
-
     try:
         when = email.utils.parsedate_to_datetime(value)
     except (TypeError, ValueError):
@@ -682,16 +680,11 @@ def parse_retry_after(value: str | None, *, now: float) -> float | None:
 
 def sign_callback(secret: str, raw_body: bytes) -> str:
     """The ``X-Phota-Signature`` value of a callback: ``sha256=`` + HMAC-SHA256 hex of the raw body."""
-    import hashlib
-    import hmac
-
     return SIGNATURE_PREFIX + hmac.new(secret.encode(), raw_body, hashlib.sha256).hexdigest()
 
 
 def verify_callback_signature(secret: str, raw_body: bytes, signature: str | None) -> bool:
     """Constant-time check of a callback signature against the account's webhook secret."""
-    import hmac
-
     if not signature:
         return False
     return hmac.compare_digest(sign_callback(secret, raw_body), signature.strip())

@@ -33,7 +33,7 @@ def connection_type_info() -> dict[str, Any]:
         "hook-name": "Phota",
         "connection-type": "phota",
         "conn-fields": {
-            "timeout": _numeric_field(
+            "read_timeout": _numeric_field(
                 "Read timeout (s)",
                 660.0,
                 "Seconds to wait for an answer (> 0); synchronous calls may run up to 600 s on the service.",

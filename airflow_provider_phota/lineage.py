@@ -28,6 +28,8 @@ from functools import cache
 from typing import Any
 from urllib.parse import urlsplit
 
+from airflow_provider_phota.storage import uri_of
+
 Dataset = tuple[str, str]  # (namespace, name)
 RUN_FACET = "phota"
 
@@ -88,8 +90,6 @@ def image_input_dataset(kind: str, value: Any) -> Dataset:
         return url_dataset(str(value))
     if kind == "base64":
         return base64_dataset(str(value))
-    from airflow_provider_phota.storage import uri_of
-
     return storage_dataset(uri_of(value))
 
 

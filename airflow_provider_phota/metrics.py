@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from decimal import Decimal
 from typing import Any
 
-from airflow_provider_phota import contract
+from airflow_provider_phota import _compat, contract
 
 IMAGES_PRODUCED = "phota.images_produced"
 PROFILES_TRAINED = "phota.profiles_trained"
@@ -39,8 +39,6 @@ log = logging.getLogger(__name__)
 
 def incr(stat: str, count: int = 1, tags: Mapping[str, str] | None = None) -> None:
     """``Stats.incr``; an error of the metrics backend is logged, never raised."""
-    from airflow_provider_phota import _compat
-
     try:
         _compat.Stats.incr(stat, count, tags=dict(tags or {}))
     except Exception:  # a metrics backend must not fail a paid task
@@ -72,9 +70,11 @@ def request_tags(request: contract.ApiRequest) -> dict[str, str]:
 
 
 def record_images(endpoint: str, body: Mapping[str, Any], count: int, cost_usd: Decimal | None) -> None:
-    """What an image task received: its images and (when known) their cost."""
+    """What an image task received: its images and (when known) their cost; a FAILED job has no images and is
+    counted at its charge."""
     tags = studio_tags(endpoint, body)
-    incr(IMAGES_PRODUCED, count, tags)
+    if count:
+        incr(IMAGES_PRODUCED, count, tags)
     if cost_usd is not None:
         incr(COST_USD_MICROS, int(cost_usd * 1_000_000), tags)
 

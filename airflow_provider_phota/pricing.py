@@ -264,7 +264,7 @@ def estimate_worst_case(endpoint: Endpoint | str, request: Mapping[str, Any], pr
     :param endpoint: ``"edit"``, ``"generate"``, ``"enhance"``, ``"remix"`` or :data:`TRAINING`.
     :param request: the request body (``num_output_images``, ``base_model``, ``resolution``, ``quality``; for a
         training ``training_tier``).
-    :param prices: the price table, usually the connection's (``PhotaHook().settings.prices``).
+    :param prices: the price table, usually the connection's (``PhotaHook().prices``).
     """
     if endpoint == TRAINING:
         return training_cost(request.get("training_tier"), prices)
@@ -358,3 +358,19 @@ def limit_refusal(estimate: Cost, limit: Decimal, *, scope: str = "this task", w
             f"{usd(limit)}: nothing was sent. Raise max_cost_usd or ask for fewer images."
         )
     return None
+
+
+@dataclass(frozen=True)
+class PriceTableExtra:
+    """The connection's ``price_table`` extra: the user's rates over the list prices (read by the hook)."""
+
+    setting: str = "prices"
+
+    def read(self, label: str, value: Any) -> PriceTable | Violation:
+        """The list prices with the table on top, or the first problem (naming its place in the table)."""
+        table, problems = parse_price_table(value)
+        if not problems:
+            return LIST_PRICES.merged(table)
+        first = problems[0]
+        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
+        return Violation(label.replace("price_table", first.field, 1), first.message + more, first.allowed)

@@ -1,7 +1,9 @@
 """The XCom results of the Phota operators and the sensor: one ``TypedDict`` per operator, every key always present.
 
-Downstream tasks read them by key, e.g. ``create.output["profile_id"]`` or ``summary["output_uris"]``. A key that does
-not apply holds ``None`` or ``[]``, never goes missing. Image bytes never go to XCom: only ids, URIs, counts, costs.
+Every operator pushes each key as an XCom of its own (``multiple_outputs=True``), so downstream tasks read them the
+same way everywhere: ``create.output["profile_id"]``, ``edit.output["output_uris"]``, ``batch.output["manifest_uri"]``.
+The same quantity has the same key in every result (``images``, ``cost_usd``, ``manifest_uri``). A key that does not
+apply holds ``None`` or ``[]``, never goes missing. Image bytes never go to XCom: only ids, URIs, counts, costs.
 
 This module imports nothing but ``typing``, so DAG files and type checkers can use it for free.
 """
@@ -26,12 +28,12 @@ class ImageOperatorResult(TypedDict):
     endpoint: str
     """``"edit"``, ``"generate"``, ``"enhance"`` or ``"remix"``."""
     job_id: str | None
-    """The async job that produced the images; ``None`` for a synchronous call (``use_async_job=False``)."""
+    """The async job that produced the images."""
     client_request_id: str | None
-    """The idempotency key of that job; ``None`` for a synchronous call."""
+    """The idempotency key of that job."""
     request_id: str | None
     """The ``X-Request-Id`` of the answer that carried the result (quote it when reporting a problem)."""
-    count: int
+    images: int
     """How many images were produced (and billed)."""
     known_subjects: dict[str, int]
     """Profile id -> the number of outputs in which that identity was recognised."""
@@ -39,9 +41,12 @@ class ImageOperatorResult(TypedDict):
     """The files written under ``output_path`` (``file://`` URIs for local paths); ``[]`` without it."""
     download_urls: list[str]
     """The signed URLs of the images (they expire after 24 hours); ``[]`` when ``output_path`` is set."""
+    manifest_uri: str | None
+    """The JSON manifest under ``output_path`` (the batch's format, one row); ``None`` without ``output_path``."""
     cost_usd: float | None
-    """What the images cost in dollars (count x rate, at the identity rate where ``known_subjects`` recognised a
-    profile); ``None`` when the price table has no rate for the request (see ``cost_basis``)."""
+    """What the task paid in dollars, counted once however often it was retried or re-run: the images (count x
+    rate, at the identity rate where ``known_subjects`` recognised a profile) and any FAILED job (counted as charged);
+    ``None`` when the price table has no rate for the request (see ``cost_basis``)."""
     cost_basis: str
     """How ``cost_usd`` was computed, e.g. ``"2 x $0.15 (identity recognised) = $0.30 (enhance rate)"``."""
 
@@ -61,8 +66,9 @@ class BatchOperatorResult(TypedDict):
     images: int
     """Output images written (and billed)."""
     cost_usd: float | None
-    """What the rows that succeeded cost in dollars, each priced like an image operator's result (a failed row's
-    job is refunded); ``None`` when the price table has no rate for any of them (see ``cost_basis``)."""
+    """What the batch paid in dollars, counted once across tries and re-runs: each row priced like an image
+    operator's result, FAILED jobs counted as charged; ``None`` when the price table has no rate for any of them
+    (see ``cost_basis``)."""
     cost_basis: str
     """How ``cost_usd`` was computed, e.g. ``"2 request(s), 3 output(s) = $0.24"``; each row's basis is in the
     manifest."""

@@ -17,15 +17,17 @@ The public helpers (:data:`__all__`):
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import uuid
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from airflow_provider_phota.contract import Violation
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
-
-    from airflow_provider_phota.contract import Violation
 
 __all__ = [
     "atomic_write",
@@ -73,8 +75,6 @@ def validate_storage_uri(field: str, location: object) -> Violation | None:
     Besides the syntax, the scheme's filesystem must be installed in this Airflow: ``s3://`` without the Amazon
     provider and s3fs is refused here, before anything is paid for, not when the first file is written.
     """
-    from airflow_provider_phota.contract import Violation
-
     if _is_storage_path(location):
         return _filesystem_problem(field, location)
     if not isinstance(location, str | os.PathLike) or not os.fspath(location).strip():
@@ -89,8 +89,6 @@ def validate_storage_uri(field: str, location: object) -> Violation | None:
 
 
 def _filesystem_problem(field: str, location: Any) -> Violation | None:
-    from airflow_provider_phota.contract import Violation
-
     try:
         storage_path(location).fs  # noqa: B018 - resolving the filesystem is the check
     except Exception as error:  # ValueError (no filesystem registered), ImportError (s3fs missing), ...
@@ -159,8 +157,6 @@ def write_json(destination: ObjectStoragePath, document: Any) -> str:
     :param destination: the file to write.
     :param document: anything ``json.dumps`` accepts.
     """
-    import json
-
     atomic_write(destination, [json.dumps(document, indent=2).encode()])
     return uri_of(destination)
 
@@ -202,8 +198,6 @@ def public_image_urls(prefix: str | os.PathLike[str] | ObjectStoragePath, base_u
         ``.heif``; other files are ignored).
     :param base_url: the public URL under which that prefix is served (a CDN or a bucket website).
     """
-    from urllib.parse import quote
-
     folder = storage_path(prefix)
     names = sorted(p.name for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     return [base_url.rstrip("/") + "/" + quote(name) for name in names]

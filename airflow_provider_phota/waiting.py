@@ -13,8 +13,12 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow_provider_phota._compat import AirflowException, AirflowFailException, AirflowSensorTimeout
+from airflow_provider_phota.engine.common import (
+    DEFER_TIMEOUT_GRACE_SECONDS,
+    fail_fast_on_permanent_errors,
+    validate_event,
+)
 from airflow_provider_phota.events import EVENT_ERROR, EVENT_FAILED, EVENT_SUCCESS, EVENT_TIMEOUT, error_is_retryable
-from airflow_provider_phota.operators.base import fail_fast_on_permanent_errors, validate_event
 
 if TYPE_CHECKING:
     from airflow_provider_phota._compat import BaseOperator
@@ -22,9 +26,7 @@ if TYPE_CHECKING:
     from airflow_provider_phota.hooks.phota import PhotaHook
     from airflow_provider_phota.results import ProfileStatusResult
 
-# The defer timeout is a backstop a little past the trigger's own deadline: the trigger reports the timeout
-# itself (after a final re-check); Airflow's timeout only fires if the triggerer was down at the deadline.
-DEFER_TIMEOUT_GRACE_SECONDS = 60.0
+__all__ = ["DEFER_TIMEOUT_GRACE_SECONDS", "check_profile", "defer_until_ready", "profile_from_event"]
 
 
 def profile_result(state: ProfileState) -> ProfileStatusResult:
@@ -64,7 +66,7 @@ def defer_until_ready(
 
     deadline = time.time() + timeout
     task.log.info(
-        "Deferring until profile %s is READY (polling every %.0f s, for at most %.0f s)",
+        "Deferring until profile %s is READY (polling every %g s, for at most %g s)",
         profile_id,
         poll_interval,
         timeout,

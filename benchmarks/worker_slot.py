@@ -2,7 +2,7 @@
 
 ``dag.test()`` runs ``benchmarks/dags/phota_bench_worker_slot.py`` (a deferrable ``PhotaGenerateOperator``, 1 s
 polls, one output written to storage) against the emulator (its own process, jobs of ``JOB_SECONDS``). The DAG's
-operator records when ``execute`` (validate, submit, look at the job once, defer) and ``execute_complete`` (fetch
+operator records when ``execute`` (validate, submit, note the job, defer) and ``execute_complete`` (fetch
 the job, download and write the output) start and end. Worker-slot time is the sum of the two; the job's wall time
 is from the start of ``execute`` to the end of ``execute_complete``. ``dag.test()`` runs the trigger inline in the
 same process, which is not worker time. Each repetition is a fresh process, so the provider's imports are paid in
@@ -103,7 +103,7 @@ def main() -> None:
             "a non-deferrable (polling) operator holds the slot for 100 %",
             verdict(statistics.median(fractions) <= GOAL),
             [
-                "execute (validate, submit, look at the job once, defer; first import of the hook): "
+                "execute (validate, submit, note the job in the manifest, defer; first import of the hook): "
                 f"{median_spread(execute, '{:.2f}')} s; "
                 f"execute_complete (get job, download, write): {median_spread(complete, '{:.2f}')} s; "
                 f"job wall time {median_spread([run['wall'] for run in runs], '{:.1f}')} s",

@@ -216,7 +216,7 @@ def phota_subject_pipeline() -> None:
                 entry = {"kind": kind, "prompt": prompt, "source_uri": uri, "uri": uri_of(published), "bytes": size}
                 entries.append({**entry, "known_subjects": summary["known_subjects"]})
         manifest_uri = write_json(target / "manifest.json", {"subject": params["subject"], "images": entries})
-        result = {"manifest_uri": manifest_uri, "count": len(entries), "subject": params["subject"]}
+        result = {"manifest_uri": manifest_uri, "images": len(entries), "subject": params["subject"]}
         outlet_events[PUBLISHED].extra = result
         return result
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import logging
 import os
 import sys
 import time
@@ -15,29 +16,35 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from airflow_provider_phota import contract, metrics
+from airflow_provider_phota import contract, metrics, storage
 from airflow_provider_phota._compat import BaseHook
 from airflow_provider_phota.contract import Endpoint, ImageResult, JobHandle, JobState, ProfileState, Violation
 from airflow_provider_phota.exceptions import (
     PhotaError,
     PhotaNotFoundError,
     PhotaTimeoutError,
+    PhotaValidationError,
     is_retryable,
     raise_if_invalid,
     surely_not_processed,
 )
 from airflow_provider_phota.hooks.retry import RetryPolicy
 from airflow_provider_phota.hooks.transport import (
-    CONNECTION_EXTRAS,
+    HTTP_EXTRAS,
     ApiResponse,
     AsyncClient,
+    CaBundleExtra,
+    ConnectionExtra,
     ConnectionSettings,
     SyncClient,
     drop_closed_loops,
     parsed,
 )
+from airflow_provider_phota.pricing import LIST_PRICES, PriceTable, PriceTableExtra
 
 T = TypeVar("T")
+# The extras a connection may set; the provider info's ``conn-fields`` declare the same names.
+CONNECTION_EXTRAS: dict[str, ConnectionExtra | CaBundleExtra | PriceTableExtra] = {**HTTP_EXTRAS, "price_table": PriceTableExtra()}
 
 if TYPE_CHECKING:
     import requests
@@ -114,9 +121,9 @@ class PhotaHook(BaseHook):
 
     The connection keeps the API key as its password and the API origin as its host (empty means
     ``https://api.photalabs.com``; a host without a scheme means https; ``http://127.0.0.1:8089`` points at a
-    local emulator). Extras tune timeouts (``timeout``, ``connect_timeout``) and retries (``max_attempts``,
+    local emulator). Extras tune timeouts (``read_timeout``, ``connect_timeout``) and retries (``max_attempts``,
     ``retry_wait``, ``retry_max_wait``, ``max_retry_after``), and ``price_table`` adds your rates to the list
-    prices (:mod:`airflow_provider_phota.pricing`; ``settings.prices`` is the result). An explicit argument wins
+    prices (:mod:`airflow_provider_phota.pricing`; ``hook.prices`` is the result). An explicit argument wins
     over an extra, an extra over the default; an extra out of its range fails with :class:`PhotaValidationError`
     naming it.
 
@@ -125,8 +132,11 @@ class PhotaHook(BaseHook):
     says how many.
 
     :param phota_conn_id: the Airflow connection to use.
-    :param timeout: read timeout in seconds of every call; replaces the connection's ``timeout`` extra.
+    :param read_timeout: the HTTP read timeout in seconds of every call; replaces the connection's ``read_timeout``
+        extra. (``timeout`` elsewhere in the provider is a total wait.)
     :param retry_policy: attempts and backoff of every call; replaces all of the connection's retry extras.
+    :param call_log_level: the level of the one line per successful call (a task making thousands of calls, a
+        batch, lowers it to ``logging.DEBUG``; retries and errors still warn).
     """
 
     conn_name_attr = "phota_conn_id"
@@ -138,13 +148,15 @@ class PhotaHook(BaseHook):
         self,
         phota_conn_id: str = default_conn_name,
         *,
-        timeout: float | None = None,
+        read_timeout: float | None = None,
         retry_policy: RetryPolicy | None = None,
+        call_log_level: int = logging.INFO,
     ) -> None:
         super().__init__()
         self.phota_conn_id = phota_conn_id
-        self._timeout = timeout
+        self._read_timeout = read_timeout
         self._retry_policy = retry_policy
+        self._call_log_level = call_log_level
         self._async_client: AsyncClient | None = None
 
     # --- connection form --------------------------------------------------------------------------------------
@@ -207,20 +219,37 @@ class PhotaHook(BaseHook):
             password=conn.password,
             extras=extras,
             retry=self._retry_policy,
-            timeout=self._timeout,
+            read_timeout=self._read_timeout,
             conn_id=self.phota_conn_id,
         )
 
     @cached_property
+    def _connection(self) -> Any:
+        return self.get_connection(self.phota_conn_id)
+
+    @cached_property
     def settings(self) -> ConnectionSettings:
         """The connection's settings (origin, key, timeouts, retry policy), read at the first synchronous call."""
-        conn = self.get_connection(self.phota_conn_id)
-        return self._settings_from(conn, conn.extra_dejson)
+        return self._settings_from(self._connection, self._connection.extra_dejson)
+
+    @cached_property
+    def prices(self) -> PriceTable:
+        """The list prices with the connection's ``price_table`` extra on top (:mod:`airflow_provider_phota.pricing`);
+        a bad table raises :class:`PhotaValidationError` naming its place."""
+        value = self._connection.extra_dejson.get("price_table")
+        if value in (None, ""):
+            return LIST_PRICES
+        prices = PriceTableExtra().read("price_table (connection extra)", value)
+        if isinstance(prices, Violation):
+            raise PhotaValidationError([prices], context=f"connection {self.phota_conn_id!r}")
+        return prices
 
     @cached_property
     def client(self) -> SyncClient:
         """The synchronous HTTP client; one keep-alive session per hook."""
-        return SyncClient(self.settings, self.log)
+        client = SyncClient(self.settings, self.log)
+        client.call_level = self._call_log_level
+        return client
 
     def get_conn(self) -> requests.Session:
         """The keep-alive ``requests.Session`` every synchronous call of this hook reuses."""
@@ -294,7 +323,7 @@ class PhotaHook(BaseHook):
                 created: list[str] = []
                 if last_error is not None and not surely_not_processed(last_error):
                     # After a timeout the first attempt may still be in flight: give it the read timeout's budget.
-                    wait = self.settings.timeout if isinstance(last_error, PhotaTimeoutError) else 0.0
+                    wait = self.settings.read_timeout if isinstance(last_error, PhotaTimeoutError) else 0.0
                     created = self._profiles_created_since(tag, existing, wait)
                 if created:
                     self.log.warning("An earlier attempt created profile %s (tag %r); using it", created[-1], tag)
@@ -345,6 +374,25 @@ class PhotaHook(BaseHook):
         """
         request = contract.profile_status_request(_check_id("profile_id", profile_id, "get_profile_status"))
         return self.client.send(request, _profile_state)
+
+    def wait_for_profile(
+        self, profile_id: str, *, poll_interval: float = 30.0, timeout: float | None = None
+    ) -> ProfileState:
+        """Poll a profile's training from the worker until READY, ERROR or INACTIVE (returned either way). A
+        deferrable task waits in the triggerer instead.
+
+        :param profile_id: the id :meth:`create_profile` returned.
+        :param poll_interval: seconds between two polls (the service suggests 10-30 s).
+        :param timeout: seconds to wait at most, then :class:`TimeoutError`; ``None`` waits as long as it takes.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            state = self.get_profile_status(profile_id)
+            if state.is_ready or state.is_failed:
+                return state
+            if deadline is not None and time.monotonic() + poll_interval > deadline:
+                raise TimeoutError(f"Profile {profile_id} is still {state.status} after {timeout:g} s")
+            time.sleep(poll_interval)
 
     def get_profile_picture(self, profile_id: str) -> bytes:
         """The JPEG picture of a READY profile (404 before).
@@ -472,26 +520,62 @@ class PhotaHook(BaseHook):
         return self.client.send(contract.job_request(_check_id("job_id", job_id, "get_job")), _job_state)
 
     def wait_for_job(self, job_id: str, *, poll_interval: float = 5.0, timeout: float | None = None) -> JobState:
-        """Poll a job from the worker until it is terminal (SUCCEEDED or FAILED, returned either way); status
-        changes are logged with the elapsed time. A deferrable operator waits in the triggerer instead.
+        """Poll a job from the worker until it is terminal (SUCCEEDED or FAILED, returned either way). A deferrable
+        operator waits in the triggerer instead.
 
         :param job_id: the id :meth:`submit_job` returned.
         :param poll_interval: seconds between two polls.
         :param timeout: seconds to wait at most, then :class:`TimeoutError`; ``None`` waits as long as it takes.
         """
-        started = time.monotonic()
-        last_status = None
-        while True:
-            state = self.get_job(job_id)
-            elapsed = time.monotonic() - started
-            if state.status != last_status:
-                self.log.info("Phota job %s is %s after %.0f s", job_id, state.status, elapsed)
-                last_status = state.status
-            if state.is_terminal:
-                return state
-            if timeout is not None and elapsed + poll_interval > timeout:
-                raise TimeoutError(f"Phota job {job_id} is still {state.status} after {elapsed:.0f} s")
-            time.sleep(poll_interval)
+        states, timed_out = self.wait_for_jobs([job_id], poll_interval=poll_interval, timeout=timeout, first_look=True)
+        if timed_out:
+            raise TimeoutError(f"Phota job {job_id} is not finished after {timeout:g} s")
+        return states[job_id]
+
+    def wait_for_jobs(
+        self,
+        job_ids: Sequence[str],
+        *,
+        poll_interval: float = 5.0,
+        timeout: float | None = None,
+        first_look: bool = False,
+    ) -> tuple[dict[str, JobState], bool]:
+        """Poll jobs from the worker, each at most once per ``poll_interval``, until all are terminal or ``timeout``
+        passed (then one more look); returns the terminal states seen and whether the wait timed out. A job the API
+        no longer knows (404) is left out, for the caller to ask about; a transient error is retried next round.
+
+        :param job_ids: the ids :meth:`submit_job` returned.
+        :param poll_interval: seconds between two polls of the same job.
+        :param timeout: seconds to wait at most; ``None`` waits as long as it takes.
+        :param first_look: look once before the first sleep (the caller has not just looked).
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        terminal: dict[str, JobState] = {}
+        outstanding = list(dict.fromkeys(job_ids))
+        final = False
+        while outstanding:
+            if not first_look:
+                remaining = poll_interval if deadline is None else min(poll_interval, deadline - time.monotonic())
+                time.sleep(max(0.0, remaining))
+            first_look = False
+            final = deadline is not None and time.monotonic() >= deadline
+            for job_id in list(outstanding):
+                try:
+                    state = self.get_job(job_id)
+                except PhotaNotFoundError:
+                    outstanding.remove(job_id)
+                    continue
+                except PhotaError as error:
+                    if not is_retryable(error):
+                        raise
+                    self.log.warning("Phota job %s: transient error, still waiting: %s", job_id, error)
+                    continue
+                if state.is_terminal:
+                    terminal[job_id] = state
+                    outstanding.remove(job_id)
+            if final and outstanding:
+                return terminal, True
+        return terminal, False
 
     def download(self, url: str, destination: str | os.PathLike[str] | ObjectStoragePath) -> int:
         """Stream a signed download URL to a file or storage path (atomically); returns the bytes written.
@@ -502,12 +586,10 @@ class PhotaHook(BaseHook):
         :param url: a signed URL from an image result's ``download_urls`` (valid 24 h).
         :param destination: a local path, or a storage path or URI (``s3://...``) through Airflow's object storage.
         """
-        from airflow_provider_phota.storage import atomic_write, storage_path
-
         if not contract.is_http_url(url):
             raise_if_invalid([Violation("url", f"{url!r} is not a download URL", "an http(s) URL")], "download")
-        target = storage_path(destination)
-        return self.client.download(url, lambda chunks: atomic_write(target, chunks))
+        target = storage.storage_path(destination)
+        return self.client.download(url, lambda chunks: storage.atomic_write(target, chunks))
 
     def get_webhook_secret(self) -> str:
         """The account's secret that signs job callbacks (api-decisions D6)."""

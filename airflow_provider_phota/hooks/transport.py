@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
+import requests
+
 from airflow_provider_phota import metrics
 from airflow_provider_phota.contract import (
     API_KEY_HEADER,
@@ -43,7 +45,6 @@ from airflow_provider_phota.exceptions import (
     is_retryable,
 )
 from airflow_provider_phota.hooks.retry import Log, RetryPolicy
-from airflow_provider_phota.pricing import LIST_PRICES, PriceTable, parse_price_table
 
 if TYPE_CHECKING:
     import ssl
@@ -104,22 +105,6 @@ class ConnectionExtra:
 
 
 @dataclass(frozen=True)
-class PriceTableExtra:
-    """The ``price_table`` extra: the user's rates (:mod:`airflow_provider_phota.pricing`) over the list prices."""
-
-    setting: str = "prices"
-
-    def read(self, label: str, value: Any) -> PriceTable | Violation:
-        """The list prices with the table on top, or the first problem (naming its place in the table)."""
-        table, problems = parse_price_table(value)
-        if not problems:
-            return LIST_PRICES.merged(table)
-        first = problems[0]
-        more = f" (and {len(problems) - 1} more problem(s))" if len(problems) > 1 else ""
-        return Violation(label.replace("price_table", first.field, 1), first.message + more, first.allowed)
-
-
-@dataclass(frozen=True)
 class CaBundleExtra:
     """The ``ca_bundle`` extra: a PEM file (or a folder of them) of the CAs to trust for the API's certificate,
     instead of the default ones; for a private CA or a TLS-inspecting proxy."""
@@ -133,15 +118,15 @@ class CaBundleExtra:
         return path
 
 
-# The extras a connection may set; the provider info's ``conn-fields`` declare the same names.
-CONNECTION_EXTRAS: dict[str, ConnectionExtra | PriceTableExtra | CaBundleExtra] = {
-    "timeout": ConnectionExtra("timeout", 0, above_minimum=True),
+# The HTTP extras a connection may set (the hook adds ``price_table``); the provider info's ``conn-fields`` declare
+# the same names.
+HTTP_EXTRAS: dict[str, ConnectionExtra | CaBundleExtra] = {
+    "read_timeout": ConnectionExtra("read_timeout", 0, above_minimum=True),
     "connect_timeout": ConnectionExtra("connect_timeout", 0, above_minimum=True),
     "max_attempts": ConnectionExtra("max_attempts", 1, integer=True),
     "retry_wait": ConnectionExtra("initial_wait", 0),
     "retry_max_wait": ConnectionExtra("max_wait", 0),
     "max_retry_after": ConnectionExtra("max_retry_after", 0),
-    "price_table": PriceTableExtra(),
     "ca_bundle": CaBundleExtra(),
 }
 RETRY_EXTRAS = frozenset({"max_attempts", "retry_wait", "retry_max_wait", "max_retry_after"})
@@ -154,10 +139,9 @@ class ConnectionSettings:
     base_url: str
     api_key: str = field(repr=False)
     # Synchronous calls may legitimately run up to the service's 600 s cap; wait a little longer than that.
-    timeout: float = SERVER_TIME_CAP_SECONDS + 60.0
+    read_timeout: float = SERVER_TIME_CAP_SECONDS + 60.0
     connect_timeout: float = 10.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-    prices: PriceTable = LIST_PRICES  # the list prices, with the connection's price_table extra on top
     ca_bundle: str | None = None  # the CAs trusted for the API; None: the environment's (REQUESTS_CA_BUNDLE...)
 
     @classmethod
@@ -169,24 +153,24 @@ class ConnectionSettings:
         password: str | None,
         extras: Mapping[str, Any],
         retry: RetryPolicy | None = None,
-        timeout: float | None = None,
+        read_timeout: float | None = None,
         conn_id: str = "",
     ) -> ConnectionSettings:
-        """Settings from a connection's fields. One rule: an explicit argument (``retry``, ``timeout``) wins over
+        """Settings from a connection's fields. One rule: an explicit argument (``retry``, ``read_timeout``) wins over
         the connection's extras, which win over the defaults; an explicit ``retry`` replaces every retry extra.
         A zero is a value, not "unset": an extra out of its range raises :class:`PhotaValidationError`."""
         if not password:
             raise PhotaError("The Phota connection has no API key: set it as the connection's password.")
         settings: dict[str, Any] = {}
         policy: dict[str, Any] = {}
-        for name, extra in CONNECTION_EXTRAS.items():
+        for name, extra in HTTP_EXTRAS.items():
             value = extras.get(name)
             if value in (None, "") or (retry is not None and name in RETRY_EXTRAS):
                 continue  # unset (an empty form field), or replaced by the explicit policy
             target = policy if name in RETRY_EXTRAS else settings
             target[extra.setting] = extra.read(f"{name} (connection extra)", value)
-        if timeout is not None:
-            settings["timeout"] = CONNECTION_EXTRAS["timeout"].read("timeout", timeout)
+        if read_timeout is not None:
+            settings["read_timeout"] = HTTP_EXTRAS["read_timeout"].read("read_timeout", read_timeout)
         problems = [value for value in (*settings.values(), *policy.values()) if isinstance(value, Violation)]
         if problems:
             raise PhotaValidationError(problems, context=f"connection {conn_id!r}" if conn_id else "connection")
@@ -299,8 +283,6 @@ class SyncClient:
     """requests-based client: one ``Session`` (keep-alive) per hook."""
 
     def __init__(self, settings: ConnectionSettings, log: Log) -> None:
-        import requests
-
         self.settings = settings
         self.log = log
         # the level of the one line per successful call; a batch of thousands of calls lowers it to DEBUG
@@ -313,13 +295,11 @@ class SyncClient:
         self.session.proxies.update(environment["proxies"])
         self.session.verify = settings.ca_bundle or environment["verify"]
         self.session.trust_env = False
-        self._timeout = (settings.connect_timeout, settings.timeout)
+        self._timeout = (settings.connect_timeout, settings.read_timeout)
 
     @staticmethod
     def _download_settings(url: str) -> dict[str, Any]:
         """Proxy and CA settings for a download host (often not the API's: a CDN), read from the environment."""
-        import requests
-
         bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")  # as requests reads them
         return {"proxies": requests.utils.get_environ_proxies(url), "verify": bundle or True}
 
@@ -375,8 +355,6 @@ class SyncClient:
 
     @contextmanager
     def _translate_errors(self, request: ApiRequest, url: str, started: float) -> Iterator[None]:
-        import requests
-
         where = {"method": request.method, "path": request.path}
         try:
             yield
@@ -386,7 +364,7 @@ class SyncClient:
             raise PhotaConnectionError(problem, before_send=True, **where) from None
         except requests.exceptions.Timeout:
             log_call(self.log, logging.WARNING, request, "timeout", started, None)
-            raise PhotaTimeoutError(f"no answer within {self.settings.timeout:g} s", **where) from None
+            raise PhotaTimeoutError(f"no answer within {self.settings.read_timeout:g} s", **where) from None
         except (requests.exceptions.ConnectionError, requests.exceptions.ChunkedEncodingError) as error:
             problem, before_send = _connection_problem(error, _host_of(url))
             log_call(self.log, logging.WARNING, request, "connection error", started, None)
@@ -573,7 +551,7 @@ class AsyncClient:
         self.log = log
         self._session: aiohttp.ClientSession | None = None
         self._loop: asyncio.AbstractEventLoop | None = None  # the loop ``_session`` belongs to
-        self._timeout = aiohttp.ClientTimeout(sock_connect=settings.connect_timeout, sock_read=settings.timeout)
+        self._timeout = aiohttp.ClientTimeout(sock_connect=settings.connect_timeout, sock_read=settings.read_timeout)
         # The session is shared by every connection in the loop, so the CA bundle goes with each request.
         self._ssl: ssl.SSLContext | bool = True if settings.ca_bundle is None else _ssl_context(settings.ca_bundle)
 
@@ -620,7 +598,7 @@ class AsyncClient:
             raise _connection_error(problem, True, [error.os_error], where) from None
         except (TimeoutError, aiohttp.ServerTimeoutError):
             log_call(self.log, logging.WARNING, request, "timeout", started, None)
-            raise PhotaTimeoutError(f"no answer within {self.settings.timeout:g} s", **where) from None
+            raise PhotaTimeoutError(f"no answer within {self.settings.read_timeout:g} s", **where) from None
         except aiohttp.ClientError as error:
             log_call(self.log, logging.WARNING, request, "connection error", started, None)
             problem = f"the connection to {_host_of(arguments['url'])} broke: {_summary(error)}"

@@ -2,29 +2,27 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import conf
 
-from airflow_provider_phota import contract
+from airflow_provider_phota import contract, lineage, metrics
 from airflow_provider_phota._compat import AirflowException, BaseOperator, Context
-from airflow_provider_phota.contract import Violation
-from airflow_provider_phota.exceptions import PhotaCostLimitError, PhotaValidationError, raise_if_invalid
-from airflow_provider_phota.operators.base import (
+from airflow_provider_phota.engine.common import (
     DEFAULT_CONN_ID,
     PhotaHookMixin,
     fail_fast_on_permanent_errors,
     parse_list_argument,
+    profile_id_violations,
     wait_argument_violations,
-    warn_unused_wait_arguments,
 )
+from airflow_provider_phota.exceptions import PhotaNotFoundError, PhotaValidationError, raise_if_invalid
+from airflow_provider_phota.pricing import TRAINING, Cost, estimate_worst_case, training_cost
+from airflow_provider_phota.waiting import defer_until_ready, profile_from_event, profile_result, ready_or_fail
 
 if TYPE_CHECKING:
     from airflow_provider_phota.contract import ProfileState
-    from airflow_provider_phota.lineage import LineageRecord
-    from airflow_provider_phota.pricing import Cost
     from airflow_provider_phota.results import CreateProfileResult, DeleteProfileResult, ProfileStatusResult
 
 DEFAULT_POLL_INTERVAL = 30.0
@@ -60,7 +58,6 @@ class PhotaCreateProfileOperator(PhotaHookMixin, BaseOperator):
     template_fields: Sequence[str] = ("image_urls", "tag", "training_tier", "max_cost_usd", "phota_conn_id")
     template_fields_renderers = {"image_urls": "json"}
     ui_color = "#e9d5ff"
-    _lineage: LineageRecord | None = None  # what the task read and wrote, for OpenLineage
 
     def __init__(
         self,
@@ -91,42 +88,23 @@ class PhotaCreateProfileOperator(PhotaHookMixin, BaseOperator):
         self.phota_conn_id = phota_conn_id
 
     def _validated_urls(self) -> list[str]:
-        from airflow_provider_phota.pricing import parse_limit
-
         urls = parse_list_argument(self.image_urls)
         body = contract.compact({"image_urls": urls, "tag": self.tag, "training_tier": self.training_tier})
         violations = contract.validate_create_profile(body)
         if self.wait_for_ready:
             violations += wait_argument_violations(self)
-        limit = parse_limit("max_cost_usd", self.max_cost_usd)
-        if isinstance(limit, Violation):
+        elif isinstance(limit := self.cost_limit(), contract.Violation):
             violations.append(limit)
         if violations:
             raise PhotaValidationError(violations, context="PhotaCreateProfileOperator")
         return list(urls)
 
-    def check_cost_limit(self) -> None:
-        """With ``max_cost_usd``, refuse (before any request) a training whose price is above it or unknown."""
-        from airflow_provider_phota.pricing import TRAINING, estimate_worst_case, limit_refusal, parse_limit
-
-        limit = parse_limit("max_cost_usd", self.max_cost_usd)
-        if limit is None or isinstance(limit, Violation):
-            return
-        estimate = estimate_worst_case(TRAINING, {"training_tier": self.training_tier}, self.hook.settings.prices)
-        refusal = limit_refusal(estimate, limit, where=f"connection {self.phota_conn_id!r}")
-        if refusal:
-            raise PhotaCostLimitError(refusal)
-
     def _cost(self, reused: bool) -> Cost:
         """What this task paid (nothing for a reused profile), from the connection's price table."""
-        from airflow_provider_phota.pricing import training_cost
-
-        return training_cost(self.training_tier, self.hook.settings.prices, reused=reused)
+        return training_cost(self.training_tier, self.hook.prices, reused=reused)
 
     def _note_lineage(self, profile_id: str, reused: bool, cost_usd: float | None, cost_basis: str) -> None:
         """Inputs: the training photos' URLs (without their query strings); output: the profile."""
-        from airflow_provider_phota import lineage
-
         urls = parse_list_argument(self.image_urls)
         self._lineage = lineage.LineageRecord(
             inputs=[lineage.url_dataset(str(url)) for url in urls] if isinstance(urls, list) else [],
@@ -142,34 +120,25 @@ class PhotaCreateProfileOperator(PhotaHookMixin, BaseOperator):
             ),
         )
 
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """The OpenLineage provider's hook: training photos in, the profile out, and the ``phota`` run facet.
-
-        :param task_instance: the finished task instance (unused: the task noted what it did while it ran).
-        """
-        from airflow_provider_phota.lineage import operator_lineage
-
-        return operator_lineage(self._lineage, self.hook.settings.base_url if self._lineage else "")
-
     def _warn_about_ineffective_arguments(self) -> None:
-        if not self.wait_for_ready:
-            warn_unused_wait_arguments(
-                self,
-                "with wait_for_ready=False: the task does not wait for training",
-                poll_interval=DEFAULT_POLL_INTERVAL,
-                timeout=DEFAULT_WAIT_TIMEOUT,
-            )
+        """One warning naming the wait arguments that have no effect without ``wait_for_ready``."""
+        if self.wait_for_ready:
+            return
+        unused = ["deferrable=True"] if self.deferrable else []
+        unused += [f"poll_interval={self.poll_interval!r}"] if self.poll_interval != DEFAULT_POLL_INTERVAL else []
+        unused += [f"timeout={self.timeout!r}"] if self.timeout != DEFAULT_WAIT_TIMEOUT else []
+        if unused:
+            verb = "has" if len(unused) == 1 else "have"
+            self.log.warning("%s %s no effect with wait_for_ready=False: the task does not wait for training",
+                             ", ".join(unused), verb)  # fmt: skip
 
     def execute(self, context: Context) -> CreateProfileResult:
-        from airflow_provider_phota.waiting import defer_until_ready, ready_or_fail
-
         self._warn_about_ineffective_arguments()
         with fail_fast_on_permanent_errors():
             urls = self._validated_urls()
-            self.check_cost_limit()
+            prices = self.hook.prices
+            self.check_cost_limit(estimate_worst_case(TRAINING, {"training_tier": self.training_tier}, prices))
             state, reused = self._reuse_or_create(urls)
-        from airflow_provider_phota import metrics
-
         cost = self._cost(reused)
         self.log.info("Cost: %s", cost.basis)
         if not reused:
@@ -215,25 +184,17 @@ class PhotaCreateProfileOperator(PhotaHookMixin, BaseOperator):
         return self.hook.get_profile_status(profile_id), False
 
     def _poll_in_worker(self, profile_id: str) -> ProfileState:
-        from airflow_provider_phota.waiting import ready_or_fail
-
-        deadline = time.monotonic() + self.timeout
-        while True:
-            if time.monotonic() + self.poll_interval > deadline:
-                raise AirflowException(f"Profile {profile_id} not READY after {self.timeout:.0f} s")
-            time.sleep(self.poll_interval)
-            with fail_fast_on_permanent_errors():
-                state = self.hook.get_profile_status(profile_id)
-            if ready_or_fail(state):
-                self.log.info("Profile %s is READY", profile_id)
-                return state
+        with fail_fast_on_permanent_errors():
+            try:
+                state = self.hook.wait_for_profile(profile_id, poll_interval=self.poll_interval, timeout=self.timeout)
+            except TimeoutError as error:
+                raise AirflowException(str(error)) from None
+        ready_or_fail(state)
+        self.log.info("Profile %s is READY", profile_id)
+        return state
 
     def _result(self, state: ProfileStatusResult | ProfileState, reused: bool, cost: Cost) -> CreateProfileResult:
-        ready: ProfileStatusResult = (
-            state
-            if isinstance(state, dict)
-            else {"profile_id": state.profile_id, "status": state.status, "message": state.message}
-        )
+        ready = state if isinstance(state, dict) else profile_result(state)
         self._note_lineage(ready["profile_id"], reused, cost.usd_float, cost.basis)
         return {
             **ready,
@@ -253,8 +214,6 @@ class PhotaCreateProfileOperator(PhotaHookMixin, BaseOperator):
         :param event: the trigger's event.
         :param reused: whether the profile was reused (passed by the deferral); the cost follows from it.
         """
-        from airflow_provider_phota.waiting import profile_from_event
-
         ready = profile_from_event(event, f"PhotaCreateProfileOperator {self.task_id}")
         return self._result(ready, reused, self._cost(reused))
 
@@ -272,7 +231,6 @@ class PhotaDeleteProfileOperator(PhotaHookMixin, BaseOperator):
 
     template_fields: Sequence[str] = ("profile_id", "phota_conn_id")
     ui_color = "#fecaca"
-    _lineage: LineageRecord | None = None  # the profile deleted, for OpenLineage
 
     def __init__(
         self, *, profile_id: str, ignore_missing: bool = True, phota_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any
@@ -284,10 +242,8 @@ class PhotaDeleteProfileOperator(PhotaHookMixin, BaseOperator):
         self.phota_conn_id = phota_conn_id
 
     def execute(self, context: Context) -> DeleteProfileResult:
-        from airflow_provider_phota.exceptions import PhotaNotFoundError
-
         with fail_fast_on_permanent_errors():
-            raise_if_invalid(contract.validate_id("profile_id", self.profile_id), type(self).__name__)
+            raise_if_invalid(profile_id_violations("profile_id", self.profile_id), type(self).__name__)
             try:
                 self.hook.delete_profile(self.profile_id)
             except PhotaNotFoundError:
@@ -300,16 +256,5 @@ class PhotaDeleteProfileOperator(PhotaHookMixin, BaseOperator):
         return {"profile_id": self.profile_id, "deleted": True}
 
     def _note_lineage(self) -> None:
-        from airflow_provider_phota import lineage
-
         run = lineage.run_facts(endpoint="profiles/delete", profileId=self.profile_id)
         self._lineage = lineage.LineageRecord(profiles_deleted=[self.profile_id], run=run)
-
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """The OpenLineage provider's hook: the deleted profile as an output with a DROP lifecycle change.
-
-        :param task_instance: the finished task instance (unused).
-        """
-        from airflow_provider_phota.lineage import operator_lineage
-
-        return operator_lineage(self._lineage, self.hook.settings.base_url if self._lineage else "")

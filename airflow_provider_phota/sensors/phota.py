@@ -12,10 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import conf
 
-from airflow_provider_phota import contract
 from airflow_provider_phota._compat import BaseSensorOperator, Context, PokeReturnValue
+from airflow_provider_phota.engine.common import (
+    DEFAULT_CONN_ID,
+    PhotaHookMixin,
+    fail_fast_on_permanent_errors,
+    profile_id_violations,
+)
 from airflow_provider_phota.exceptions import raise_if_invalid
-from airflow_provider_phota.operators.base import DEFAULT_CONN_ID, PhotaHookMixin, fail_fast_on_permanent_errors
+from airflow_provider_phota.lineage import LineageRecord, run_facts
 from airflow_provider_phota.waiting import check_profile, defer_until_ready, profile_from_event, profile_result
 
 if TYPE_CHECKING:
@@ -71,7 +76,8 @@ class ProfileReadySensor(PhotaHookMixin, BaseSensorOperator):
         """One status check. Still training and deferrable: hand the rest of the wait to the triggerer (the
         deferral leaves through ``BaseSensorOperator.execute``, whose error handling applied to the check)."""
         with fail_fast_on_permanent_errors():
-            raise_if_invalid(contract.validate_id("profile_id", self.profile_id), type(self).__name__)
+            raise_if_invalid(profile_id_violations("profile_id", self.profile_id), type(self).__name__)
+        self._note_lineage()
         state = check_profile(self.hook, self.profile_id)
         if state is None and self.deferrable:
             defer_until_ready(
@@ -85,17 +91,10 @@ class ProfileReadySensor(PhotaHookMixin, BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: Mapping[str, Any] | None = None) -> ProfileStatusResult:
         """Resume from the trigger's event (see :func:`airflow_provider_phota.waiting.profile_from_event`)."""
+        self._note_lineage()
         return profile_from_event(event, f"ProfileReadySensor {self.task_id}")
 
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """The OpenLineage provider's hook: the profile the sensor waited for, as an input.
-
-        :param task_instance: the finished task instance (unused).
-        """
-        from airflow_provider_phota.lineage import LineageRecord, operator_lineage, run_facts
-
-        profile_id = str(self.profile_id)
-        record = LineageRecord(
-            profiles_used=[profile_id], run=run_facts(endpoint="profiles/status", profileId=profile_id)
-        )
-        return operator_lineage(record, self.hook.settings.base_url)
+    def _note_lineage(self) -> None:
+        """For OpenLineage: the profile the sensor waits for, as an input."""
+        run = run_facts(endpoint="profiles/status", profileId=str(self.profile_id))
+        self._lineage = LineageRecord(profiles_used=[str(self.profile_id)], run=run)

@@ -31,6 +31,8 @@ from typing import Any
 from airflow_provider_phota._compat import AirflowNotFoundException, BaseTrigger, TriggerEvent
 from airflow_provider_phota.contract import JobStatus
 from airflow_provider_phota.events import EVENT_ERROR, EVENT_SUCCESS, EVENT_TIMEOUT
+from airflow_provider_phota.exceptions import PhotaError, PhotaNotFoundError, is_retryable
+from airflow_provider_phota.hooks.phota import PhotaHook
 
 DEFAULT_MAX_CONCURRENCY = 16
 SPREAD = 0.8  # a round's GETs leave over this fraction of the poll interval
@@ -139,9 +141,6 @@ class PhotaBatchTrigger(BaseTrigger):
         return text
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_provider_phota.exceptions import PhotaError, PhotaNotFoundError, is_retryable
-        from airflow_provider_phota.hooks.phota import PhotaHook
-
         hook = PhotaHook(self.phota_conn_id)
         started = time.monotonic()
         outstanding = list(dict.fromkeys(self.job_ids))

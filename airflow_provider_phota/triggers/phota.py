@@ -24,6 +24,8 @@ from typing import Any
 from airflow_provider_phota._compat import AirflowNotFoundException, BaseTrigger, TriggerEvent
 from airflow_provider_phota.contract import JobStatus
 from airflow_provider_phota.events import EVENT_ERROR, EVENT_FAILED, EVENT_SUCCESS, EVENT_TIMEOUT
+from airflow_provider_phota.exceptions import PhotaError, is_retryable
+from airflow_provider_phota.hooks.phota import PhotaHook
 
 
 class _Observation:
@@ -75,9 +77,6 @@ class _PhotaPollingTrigger(BaseTrigger):
         return TriggerEvent({**payload, **extra})  # type: ignore[no-untyped-call]
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_provider_phota.exceptions import PhotaError, is_retryable
-        from airflow_provider_phota.hooks.phota import PhotaHook
-
         hook = PhotaHook(self.phota_conn_id)
         started = time.monotonic()
         last_status: str | None = None

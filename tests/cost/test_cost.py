@@ -25,7 +25,7 @@ from airflow_provider_phota.testing.emulator import EMULATOR_MODEL_RATES
 from airflow_provider_phota.testing.samples import image_base64
 
 URLS = [f"https://photos.example.com/subject/{i}.jpg?X-Amz-Signature=secret{i}" for i in range(10)]
-FAST = {"use_async_job": True, "deferrable": False, "poll_interval": 0.05}
+FAST = {"deferrable": False, "poll_interval": 0.05}
 
 
 def context(task_id: str = "task") -> dict[str, Any]:
@@ -145,7 +145,7 @@ def test_a_bad_price_table_names_the_field(table: Any, field: str, message: str)
 def test_a_bad_price_table_extra_fails_the_hook_naming_the_field(phota_connection: Any) -> None:
     phota_connection(price_table='{"images": {"nb2": {"plain": -0.05, "with_identity": 0.08}}}')
     with pytest.raises(PhotaValidationError) as caught:
-        PhotaHook().settings  # noqa: B018 - reading the settings reads the extra
+        PhotaHook().prices  # noqa: B018 - reading the prices reads the extra
     assert caught.value.field == "price_table.images.nb2.plain (connection extra)"
     assert "out of range" in str(caught.value)
 
@@ -157,20 +157,20 @@ def image_operators(profile_id: str) -> list[Any]:
     image = image_base64(64, 48)
     return [
         PhotaGenerateOperator(task_id="generate", prompt=f"[[{profile_id}]] at sea", num_output_images=3, **FAST),
-        PhotaGenerateOperator(task_id="generate_flux", prompt="a lighthouse", base_model="flux-2", use_async_job=False),
+        PhotaGenerateOperator(task_id="generate_flux", prompt="a lighthouse", base_model="flux-2", **FAST),
         PhotaEditOperator(task_id="edit", prompt="warmer", images=[image], profile_ids=[profile_id], **FAST),
         PhotaEnhanceOperator(task_id="enhance", image=image, num_output_images=2, **FAST),
         PhotaRemixOperator(task_id="remix", input_image=image, reference_image=image, profile_ids=[profile_id], **FAST),
     ]
 
 
-@pytest.mark.parametrize("index", range(5), ids=["generate", "generate_flux_sync", "edit", "enhance", "remix"])
+@pytest.mark.parametrize("index", range(5), ids=["generate", "generate_flux", "edit", "enhance", "remix"])
 def test_the_cost_of_each_image_operator_is_the_ledgers_charge(
     phota_emulator: PhotaEmulator, ready_profile: str, index: int, capfd: pytest.CaptureFixture[str]
 ) -> None:
     operator = image_operators(ready_profile)[index]
     result = operator.execute(context(operator.task_id))
-    assert f"Cost: {result['cost_basis']}. Billing: {result['count']} output image(s)" in capfd.readouterr().out
+    assert f"({result['images']} images), 0 failed; cost: {result['cost_basis']}" in capfd.readouterr().out
     charged = ledger_usd(phota_emulator, "images")
     assert result["cost_usd"] is not None
     assert Decimal(str(result["cost_usd"])) == charged
@@ -298,6 +298,59 @@ def test_image_and_cost_metrics(phota_emulator: PhotaEmulator, ready_profile: st
     assert stats.of(metrics.COST_USD_MICROS) == [(160_000, tags)]  # 2 x $0.08
 
 
+def test_a_rerun_of_a_finished_image_task_counts_nothing_twice(
+    phota_emulator: PhotaEmulator, ready_profile: str, stats: RecordingStats, tmp_path: Any
+) -> None:
+    """A cleared or re-run task that finds its finished job in its manifest adds nothing to the metrics and reports
+    the cost it paid, once."""
+
+    def run() -> Any:
+        return PhotaGenerateOperator(
+            task_id="g", prompt=f"[[{ready_profile}]]", num_output_images=2, output_path=str(tmp_path), **FAST
+        ).execute(context("g"))
+
+    first = run()
+    stats.calls.clear()
+    again = run()
+
+    assert stats.of(metrics.IMAGES_PRODUCED) == []
+    assert stats.of(metrics.COST_USD_MICROS) == []
+    assert again == first  # the same job, files, manifest and cost: $0.16, once
+    assert first["cost_usd"] == 0.16
+    assert len(phota_emulator.charges("images")) == 1
+
+
+def test_a_failed_job_is_counted_as_charged_and_a_replacement_over_the_limit_is_not_sent(
+    phota_emulator: PhotaEmulator, priced: str, stats: RecordingStats
+) -> None:
+    """A FAILED job counts at its worst case (the public docs never say it is refunded); its replacement would take
+    the task to $0.16 (two 1-output jobs at the identity rate), above max_cost_usd $0.10: not sent."""
+    phota_emulator.fail_next_jobs(1)
+    operator = PhotaGenerateOperator(task_id="g", prompt="a fox", max_cost_usd="0.10", **FAST)
+
+    with pytest.raises(AirflowFailException) as caught:
+        operator.execute(context("g"))
+
+    message = str(caught.value)
+    assert "COST_LIMIT" in message
+    assert "a replacement job was not sent: with it the task may spend $0.16, above max_cost_usd $0.10" in message
+    assert len(phota_emulator.jobs) == 1  # no replacement
+    tags = {"endpoint": "generate", "base_model": "nb2"}
+    assert stats.of(metrics.COST_USD_MICROS) == [(80_000, tags)]  # the FAILED job, counted as charged
+    assert stats.of(metrics.IMAGES_PRODUCED) == []
+
+
+def test_a_remix_without_num_output_images_sends_the_default(phota_emulator: PhotaEmulator, priced: str) -> None:
+    """The remix guide marks num_output_images, output_format and response_mode required: all sent."""
+    image = image_base64(64, 48)
+    PhotaRemixOperator(task_id="r", input_image=image, reference_image=image, **FAST).execute(context("r"))
+
+    (request,) = phota_emulator.requests_to("/v1/phota/remix", "POST")
+    assert request.json["num_output_images"] == 1
+    assert request.json["output_format"] == "png"
+    assert request.json["response_mode"] == "urls"
+
+
 def test_training_metrics(phota_emulator: PhotaEmulator, priced: str, stats: RecordingStats) -> None:
     PhotaCreateProfileOperator(task_id="c", image_urls=URLS[:5], training_tier="fast").execute(context())
     assert stats.of(metrics.PROFILES_TRAINED) == [(1, {"training_tier": "fast"})]
@@ -333,4 +386,4 @@ def test_a_broken_metrics_backend_never_fails_a_task(
 
     monkeypatch.setattr(_compat, "Stats", SimpleNamespace(incr=broken), raising=False)
     result = PhotaEnhanceOperator(task_id="e", image=image_base64(8, 8), **FAST).execute(context())
-    assert result["count"] == 1
+    assert result["images"] == 1

@@ -41,7 +41,7 @@ with DAG("op_generate_deferrable", schedule=None, start_date=START, params=PARAM
         **FAST,
     )
 
-with DAG("op_generate_sync", schedule=None, start_date=START, params=PARAMS):
+with DAG("op_generate_in_worker", schedule=None, start_date=START, params=PARAMS):
     PhotaGenerateOperator(
         task_id="generate",
         prompt="{{ params.prompt }}",
@@ -49,18 +49,8 @@ with DAG("op_generate_sync", schedule=None, start_date=START, params=PARAMS):
         aspect_ratio="{{ params.aspect_ratio }}",
         output_format="png",
         output_path="{{ params.out }}",
-        use_async_job=False,
-    )
-
-with DAG("op_generate_sync_bytes", schedule=None, start_date=START, params=PARAMS):
-    PhotaGenerateOperator(
-        task_id="generate",
-        prompt="{{ params.prompt }}",
-        num_output_images=2,
-        aspect_ratio="9:16",
-        output_path="{{ params.out }}",
-        response_mode="bytes",
-        use_async_job=False,
+        deferrable=False,
+        **FAST,
     )
 
 with DAG("op_generate_urls_only", schedule=None, start_date=START, params=PARAMS):
@@ -104,7 +94,8 @@ with DAG("op_enhance", schedule=None, start_date=START, params=PARAMS):
         profile_ids=["{{ params.profile_id }}"],
         output_format="png",
         output_path="{{ params.out }}",
-        use_async_job=False,
+        deferrable=False,
+        **FAST,
     )
 
 with DAG("op_remix", schedule=None, start_date=START, params=PARAMS):

@@ -114,7 +114,7 @@ def deployment_environment(
         "conn_type": "phota",
         "host": emulator.base_url,
         "password": api_key,
-        "extra": {"max_attempts": 8, "retry_wait": 0.2, "retry_max_wait": 2, "timeout": 30},
+        "extra": {"max_attempts": 8, "retry_wait": 0.2, "retry_max_wait": 2, "read_timeout": 30},
     }
     url = sqlalchemy_url(database)
     return {

@@ -13,7 +13,7 @@ from airflow_provider_phota.testing.emulator import PhotaEmulator
 
 CONN_ENV = "AIRFLOW_CONN_PHOTA_DEFAULT"
 # Retries in milliseconds, four attempts, and a short read timeout, so the retry tests run fast.
-FAST_EXTRAS: dict[str, Any] = {"retry_wait": 0.01, "retry_max_wait": 0.05, "max_attempts": 4, "timeout": 2}
+FAST_EXTRAS: dict[str, Any] = {"retry_wait": 0.01, "retry_max_wait": 0.05, "max_attempts": 4, "read_timeout": 2}
 
 SetConn = Callable[..., str]
 

@@ -122,7 +122,7 @@ def test_key_never_in_log_records(
 
 
 def test_timeout_error_message_has_no_key(make_hook: Any, emu: PhotaEmulator) -> None:
-    hook = make_hook(timeout=0.3, max_attempts=1)
+    hook = make_hook(read_timeout=0.3, max_attempts=1)
     emu.inject_fault(f"{API}/webhook-secret", delay=0.8)
 
     with pytest.raises(PhotaTimeoutError) as raised:

@@ -55,7 +55,7 @@ def test_defaults_for_a_bare_connection(monkeypatch: pytest.MonkeyPatch) -> None
     settings = _env_conn(monkeypatch, password="k").settings
 
     assert settings == ConnectionSettings(base_url=DEFAULT_BASE_URL, api_key="k")
-    assert settings.timeout == 660.0
+    assert settings.read_timeout == 660.0
     assert settings.connect_timeout == 10.0
     assert settings.retry == RetryPolicy() == RetryPolicy(5, 1.0, 30.0, 120.0)
     arguments = settings.http_arguments(profile_status_request("prof_1"))
@@ -70,7 +70,7 @@ def test_host_and_port_fields(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_extras_override_timeouts_and_retries(monkeypatch: pytest.MonkeyPatch) -> None:
     extras = {
-        "timeout": "30",  # numeric strings are accepted: a connection form may store them
+        "read_timeout": "30",  # numeric strings are accepted: a connection form may store them
         "connect_timeout": 2.5,
         "max_attempts": "2",
         "retry_wait": 0.5,
@@ -79,7 +79,7 @@ def test_extras_override_timeouts_and_retries(monkeypatch: pytest.MonkeyPatch) -
     }
     settings = _env_conn(monkeypatch, host="http://127.0.0.1:1", password="k", extra=extras).settings
 
-    assert (settings.timeout, settings.connect_timeout) == (30.0, 2.5)
+    assert (settings.read_timeout, settings.connect_timeout) == (30.0, 2.5)
     assert settings.retry == RetryPolicy(max_attempts=2, initial_wait=0.5, max_wait=4.0, max_retry_after=9.0)
 
 
@@ -87,17 +87,17 @@ def test_extras_override_timeouts_and_retries(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_an_explicit_retry_policy_replaces_every_retry_extra(monkeypatch: pytest.MonkeyPatch) -> None:
-    extras = {"timeout": 30, "max_attempts": 3, "retry_wait": 5, "retry_max_wait": 6, "max_retry_after": 7}
+    extras = {"read_timeout": 30, "max_attempts": 3, "retry_wait": 5, "retry_max_wait": 6, "max_retry_after": 7}
     monkeypatch.setenv(
         "AIRFLOW_CONN_PHOTA_DEFAULT", json.dumps({"conn_type": "phota", "password": "k", "extra": extras})
     )
     policy = RetryPolicy(max_attempts=9, initial_wait=0.25, max_wait=2.0, max_retry_after=1.0)
 
-    settings = PhotaHook(timeout=5, retry_policy=policy).settings
+    settings = PhotaHook(read_timeout=5, retry_policy=policy).settings
 
-    assert settings.timeout == 5.0  # the argument wins over the extra
+    assert settings.read_timeout == 5.0  # the argument wins over the extra
     assert settings.retry is policy  # no extra applies on top of an explicit policy
-    assert PhotaHook().settings.timeout == 30.0  # without the argument, the extra
+    assert PhotaHook().settings.read_timeout == 30.0  # without the argument, the extra
 
 
 def test_an_explicit_single_attempt_makes_one_attempt(set_conn: Any, emu: PhotaEmulator) -> None:
@@ -120,16 +120,16 @@ def test_zero_waits_in_the_extras_are_values(monkeypatch: pytest.MonkeyPatch) ->
 
 def test_empty_extras_are_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     """An empty form field is stored as "" or null: the default applies."""
-    extras = {name: "" for name in ("timeout", "connect_timeout", "max_attempts")} | {"retry_wait": None}
+    extras = {name: "" for name in ("read_timeout", "connect_timeout", "max_attempts")} | {"retry_wait": None}
     settings = _env_conn(monkeypatch, password="k", extra=extras).settings
 
     assert settings == ConnectionSettings(base_url=DEFAULT_BASE_URL, api_key="k")
 
 
 BAD_EXTRAS: list[Any] = [
-    pytest.param("timeout", 0, "a number of seconds > 0", id="timeout-0"),
-    pytest.param("timeout", -5, "a number of seconds > 0", id="timeout-negative"),
-    pytest.param("timeout", "soon", "a number of seconds > 0", id="timeout-not-a-number"),
+    pytest.param("read_timeout", 0, "a number of seconds > 0", id="timeout-0"),
+    pytest.param("read_timeout", -5, "a number of seconds > 0", id="timeout-negative"),
+    pytest.param("read_timeout", "soon", "a number of seconds > 0", id="timeout-not-a-number"),
     pytest.param("connect_timeout", 0, "a number of seconds > 0", id="connect_timeout-0"),
     pytest.param("connect_timeout", [1], "a number of seconds > 0", id="connect_timeout-list"),
     pytest.param("max_attempts", 0, "an integer >= 1", id="max_attempts-0"),
@@ -162,13 +162,13 @@ def test_an_extra_out_of_range_is_a_validation_error_naming_it(
 
 
 def test_every_bad_extra_is_named_at_once(set_conn: Any) -> None:
-    set_conn(timeout=0, max_attempts=0, retry_wait=-1)
+    set_conn(read_timeout=0, max_attempts=0, retry_wait=-1)
 
     with pytest.raises(PhotaValidationError) as raised:
         _ = PhotaHook().settings
 
     assert sorted(raised.value.fields) == [
-        f"{name} (connection extra)" for name in ("max_attempts", "retry_wait", "timeout")
+        f"{name} (connection extra)" for name in ("max_attempts", "read_timeout", "retry_wait")
     ]
 
 
@@ -178,18 +178,18 @@ def test_a_bad_retry_extra_is_ignored_under_an_explicit_policy(set_conn: Any) ->
     assert PhotaHook(retry_policy=RetryPolicy(max_attempts=2)).settings.retry.max_attempts == 2
 
 
-@pytest.mark.parametrize("timeout", [0, -1.0])
-def test_an_explicit_timeout_out_of_range_is_a_validation_error(set_conn: Any, timeout: float) -> None:
+@pytest.mark.parametrize("read_timeout", [0, -1.0])
+def test_an_explicit_timeout_out_of_range_is_a_validation_error(set_conn: Any, read_timeout: float) -> None:
     set_conn()
 
     with pytest.raises(PhotaValidationError) as raised:
-        _ = PhotaHook(timeout=timeout).settings
+        _ = PhotaHook(read_timeout=read_timeout).settings
 
-    assert raised.value.fields == ["timeout"]
+    assert raised.value.fields == ["read_timeout"]
 
 
 def test_test_connection_names_a_bad_extra(set_conn: Any, emu: PhotaEmulator) -> None:
-    set_conn(timeout=0)
+    set_conn(read_timeout=0)
 
     ok, message = PhotaHook().test_connection()
 

@@ -65,7 +65,7 @@ def test_tagged_create_retries_when_the_failed_attempt_created_nothing(hook: Pho
 def test_tagged_create_after_a_timeout_waits_for_the_attempt_in_flight(make_hook: Any, emu: PhotaEmulator) -> None:
     """A read timeout is ambiguous and the first attempt may still be running on the server: the hook watches the
     tag for up to the read timeout instead of resending, and returns the profile that attempt creates."""
-    hook = make_hook(timeout=0.4)
+    hook = make_hook(read_timeout=0.4)
     emu.inject_fault(ADD, delay=0.6)  # answered after the client gave up, within the look-up window
 
     profile_id = hook.create_profile(STANDARD_URLS, tag="slow")
@@ -109,7 +109,7 @@ def test_untagged_create_raises_an_ambiguous_failure_after_one_attempt(
 
 
 def test_untagged_create_does_not_retry_a_timeout(make_hook: Any, emu: PhotaEmulator) -> None:
-    hook = make_hook(timeout=0.3)
+    hook = make_hook(read_timeout=0.3)
     emu.inject_fault(ADD, delay=0.6)
 
     with pytest.raises(PhotaTimeoutError):

@@ -198,10 +198,10 @@ def _create_profile_via_requests(emu: PhotaEmulator) -> str:
 
 
 async def test_async_settings_come_from_the_connection_extras(amake_hook: Any) -> None:
-    hook = await amake_hook(timeout=7, max_attempts=3, retry_wait=0.02)
+    hook = await amake_hook(read_timeout=7, max_attempts=3, retry_wait=0.02)
     settings = (await hook._aclient()).settings
 
-    assert settings.timeout == 7.0
+    assert settings.read_timeout == 7.0
     assert (settings.retry.max_attempts, settings.retry.initial_wait) == (3, 0.02)
 
 
@@ -317,7 +317,7 @@ async def test_async_wrong_key_is_an_authentication_error(amake_hook: Any, emu: 
 
 
 async def test_async_read_timeout_is_retried(amake_hook: Any, emu: PhotaEmulator) -> None:
-    hook = await amake_hook(timeout=0.5)
+    hook = await amake_hook(read_timeout=0.5)
     emu.inject_fault(IDS, delay=1.0)
 
     assert await hook.alist_profile_ids() == []
@@ -326,7 +326,7 @@ async def test_async_read_timeout_is_retried(amake_hook: Any, emu: PhotaEmulator
 
 
 async def test_async_read_timeouts_exhaust_with_a_timeout_error(amake_hook: Any, emu: PhotaEmulator) -> None:
-    hook = await amake_hook(timeout=0.3, max_attempts=2)
+    hook = await amake_hook(read_timeout=0.3, max_attempts=2)
     emu.inject_fault(IDS, delay=0.6, count=2)
 
     with pytest.raises(PhotaTimeoutError, match="profiles/ids"):

@@ -22,7 +22,7 @@ def live_hook(monkeypatch: pytest.MonkeyPatch) -> PhotaHook:
         "conn_type": "phota",
         "host": os.environ.get("PHOTA_BASE_URL", ""),
         "password": key,
-        "extra": {"max_attempts": 3, "timeout": 60},
+        "extra": {"max_attempts": 3, "read_timeout": 60},
     }
     monkeypatch.setenv("AIRFLOW_CONN_PHOTA_LIVE", json.dumps(connection))
     return PhotaHook("phota_live")

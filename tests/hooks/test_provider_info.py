@@ -19,9 +19,9 @@ from packaging.version import Version
 
 import airflow_provider_phota
 from airflow_provider_phota.get_provider_info import connection_type_info, get_provider_info
-from airflow_provider_phota.hooks.phota import PhotaHook
+from airflow_provider_phota.hooks.phota import CONNECTION_EXTRAS, PhotaHook
 from airflow_provider_phota.hooks.retry import RetryPolicy
-from airflow_provider_phota.hooks.transport import CONNECTION_EXTRAS, ConnectionExtra, ConnectionSettings
+from airflow_provider_phota.hooks.transport import ConnectionExtra, ConnectionSettings
 from airflow_provider_phota.pricing import LIST_PRICES, Rate
 
 AIRFLOW_DIR = Path(airflow.__file__).parent
@@ -183,13 +183,13 @@ def test_ui_field_behaviour_matches_the_provider_info() -> None:
     assert "host" not in behaviour["hidden_fields"]
 
 
-def test_conn_fields_are_exactly_the_extras_the_hook_reads() -> None:
+def test_conn_fields_are_exactly_the_extras_the_hook_reads(monkeypatch: pytest.MonkeyPatch) -> None:
     declared = set(connection_type_info()["conn-fields"])
     assert declared == set(CONNECTION_EXTRAS)
 
     # And each declared field really changes the settings (a typo on either side would leave a default).
     values = {
-        "timeout": 11,
+        "read_timeout": 11,
         "connect_timeout": 12,
         "max_attempts": 13,
         "retry_wait": 14,
@@ -200,10 +200,14 @@ def test_conn_fields_are_exactly_the_extras_the_hook_reads() -> None:
     }
     assert set(values) == declared
     settings = ConnectionSettings.from_connection(host=None, port=None, password="k", extras=values)
-    assert (settings.timeout, settings.connect_timeout) == (11.0, 12.0)
+    assert (settings.read_timeout, settings.connect_timeout) == (11.0, 12.0)
     assert settings.retry == RetryPolicy(max_attempts=13, initial_wait=14.0, max_wait=15.0, max_retry_after=16.0)
-    assert settings.prices.images["flux-2"] == Rate(Decimal("0.02"), Decimal("0.03"))
-    assert settings.prices.images["enhance"] == LIST_PRICES.images["enhance"]  # the list prices stay
+    # The prices live with the hook, not with the HTTP settings.
+    connection = {"conn_type": "phota", "password": "k", "extra": values}
+    monkeypatch.setenv("AIRFLOW_CONN_PHOTA_PRICED", json.dumps(connection))
+    prices = PhotaHook("phota_priced").prices
+    assert prices.images["flux-2"] == Rate(Decimal("0.02"), Decimal("0.03"))
+    assert prices.images["enhance"] == LIST_PRICES.images["enhance"]  # the list prices stay
     assert settings.ca_bundle == __file__
 
 
@@ -211,7 +215,7 @@ def test_conn_field_defaults_match_the_hooks_defaults() -> None:
     fields = connection_type_info()["conn-fields"]
     defaults = ConnectionSettings(base_url="x", api_key="k")
     policy = RetryPolicy()
-    assert fields["timeout"]["schema"]["default"] == defaults.timeout
+    assert fields["read_timeout"]["schema"]["default"] == defaults.read_timeout
     assert fields["connect_timeout"]["schema"]["default"] == defaults.connect_timeout
     assert fields["max_attempts"]["schema"]["default"] == policy.max_attempts
     assert fields["retry_wait"]["schema"]["default"] == policy.initial_wait
@@ -233,7 +237,7 @@ def test_conn_field_bounds_match_what_the_hook_accepts() -> None:
 def test_fractional_extras_are_declared_as_numbers() -> None:
     """Seconds may be fractional (retry_wait 0.5): a UI enforcing the schema must accept them."""
     fields = connection_type_info()["conn-fields"]
-    for name in ("timeout", "connect_timeout", "retry_wait", "retry_max_wait", "max_retry_after"):
+    for name in ("read_timeout", "connect_timeout", "retry_wait", "retry_max_wait", "max_retry_after"):
         assert "number" in fields[name]["schema"]["type"], name
     assert "integer" in fields["max_attempts"]["schema"]["type"]
 

@@ -234,7 +234,7 @@ def test_a_permanent_error_after_retries_says_how_many_attempts(hook: PhotaHook,
 
 
 def test_read_timeout_is_retried(make_hook: Any, emu: PhotaEmulator) -> None:
-    hook = make_hook(timeout=0.5)
+    hook = make_hook(read_timeout=0.5)
     emu.inject_fault(f"{API}/webhook-secret", delay=1.0)
 
     assert hook.get_webhook_secret() == emu.webhook_secret
@@ -243,7 +243,7 @@ def test_read_timeout_is_retried(make_hook: Any, emu: PhotaEmulator) -> None:
 
 
 def test_read_timeouts_exhaust_with_a_timeout_error(make_hook: Any, emu: PhotaEmulator) -> None:
-    hook = make_hook(timeout=0.3, max_attempts=2)
+    hook = make_hook(read_timeout=0.3, max_attempts=2)
     emu.inject_fault(f"{API}/webhook-secret", delay=0.6, count=2)
 
     with pytest.raises(PhotaTimeoutError, match="webhook-secret"):

@@ -101,8 +101,9 @@ def test_the_subject_pipeline_emits_the_lineage_of_each_phota_task(
         assert facet["outputCount"] == 2
         assert facet["jobId"] in phota_emulator.jobs
         written |= datasets(event["outputs"])
-    xcom_uris = {uri for i in range(3) for uri in return_value(run, "generate_variations", i)["output_uris"]}
-    assert written == {("file", urlsplit(uri).path) for uri in xcom_uris}
+    summaries = [return_value(run, "generate_variations", i) for i in range(3)]
+    xcom_uris = {uri for summary in summaries for uri in [*summary["output_uris"], summary["manifest_uri"]]}
+    assert written == {("file", urlsplit(uri).path) for uri in xcom_uris}  # the images and each task's manifest
     assert all(Path(name).is_file() for _, name in written)
 
     # enhance_best: the chosen file and the profile in, the enhanced file out.
@@ -110,7 +111,8 @@ def test_the_subject_pipeline_emits_the_lineage_of_each_phota_task(
     best = return_value(run, "pick_best")
     final = return_value(run, "enhance_best")
     assert datasets(enhance["inputs"]) == {("file", urlsplit(best).path), profile}
-    assert datasets(enhance["outputs"]) == {("file", urlsplit(uri).path) for uri in final["output_uris"]}
+    outputs = [*final["output_uris"], final["manifest_uri"]]
+    assert datasets(enhance["outputs"]) == {("file", urlsplit(uri).path) for uri in outputs}
     facet = enhance["run"]["facets"]["phota"]
     assert (facet["endpoint"], facet["outputCount"], facet["identityOutputs"]) == ("enhance", 1, 1)
     assert facet["costUsd"] == final["cost_usd"] == 0.15

@@ -12,7 +12,7 @@ from dagrun_support import asset_event_extras, return_value, run_dag, task_state
 from PIL import Image
 
 from airflow_provider_phota.contract import CLIENT_REQUEST_ID_PATTERN, Violation
-from airflow_provider_phota.operators.images import classify_image, stable_client_request_id
+from airflow_provider_phota.engine.requests import classify_image, stable_client_request_id
 from airflow_provider_phota.testing import PhotaEmulator
 
 pytestmark = pytest.mark.usefixtures("airflow_db")
@@ -42,7 +42,7 @@ def write_png(path: Path, size: tuple[int, int]) -> Path:
 
 
 def image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    return sorted(p for p in folder.iterdir() if not p.name.startswith(".") and p.suffix != ".json")
 
 
 def assert_images(uris: list[str], size: tuple[int, int], image_format: str) -> None:
@@ -70,8 +70,9 @@ def test_generate_deferrable_writes_images_and_returns_small_summary(conn: Phota
     assert task_states(dag_run) == {"generate": "success"}
     summary = return_value(dag_run, "generate")
     assert set(summary) == RESULT_KEYS
-    assert summary["count"] == 2
+    assert summary["images"] == 2
     assert summary["endpoint"] == "generate"
+    assert summary["manifest_uri"] == f"file://{out}/generate-manifest.json"
     assert summary["known_subjects"] == {}
     assert summary["job_id"] in conn.jobs
     assert summary["request_id"].startswith("req_")
@@ -89,7 +90,7 @@ def test_generate_deferrable_writes_images_and_returns_small_summary(conn: Phota
     # Subscribers of the Asset learn what arrived.
     (extra,) = asset_event_extras(dag_run, "phota://tests/generated")
     assert extra["output_uris"] == summary["output_uris"]
-    assert extra["count"] == 2
+    assert extra["images"] == 2
 
 
 RESULT_KEYS = {
@@ -97,44 +98,32 @@ RESULT_KEYS = {
     "job_id",
     "client_request_id",
     "request_id",
-    "count",
+    "images",
     "known_subjects",
     "output_uris",
     "download_urls",
+    "manifest_uri",
     "cost_usd",
     "cost_basis",
 }
 
 
-def test_generate_sync_streams_the_signed_urls_to_storage(conn: PhotaEmulator, tmp_path: Path) -> None:
-    """A synchronous call with output_path asks for URLs and streams each image (flat memory), by default."""
-    dag_run = run_dag("op_generate_sync", out=str(tmp_path), count="3", aspect_ratio="9:16")
+def test_generate_in_the_worker_streams_the_signed_urls_to_storage(conn: PhotaEmulator, tmp_path: Path) -> None:
+    """Without deferral the worker waits for the async job and streams each image (flat memory)."""
+    dag_run = run_dag("op_generate_in_worker", out=str(tmp_path), count="3", aspect_ratio="9:16")
 
     summary = return_value(dag_run, "generate")
     assert set(summary) == RESULT_KEYS
-    assert summary["count"] == 3
-    assert (summary["job_id"], summary["client_request_id"]) == (None, None)
+    assert summary["images"] == 3
+    assert summary["job_id"] in conn.jobs
     assert summary["request_id"].startswith("req_")
     assert summary["download_urls"] == []
     assert_images(summary["output_uris"], (576, 1024), "PNG")
     (request,) = conn.requests_to("/v1/phota/generate", "POST")
     assert request.json["response_mode"] == "urls"
+    assert request.json["async"] is True
     assert request.json["num_output_images"] == 3  # rendered from a template, sent as a number
-    assert "async" not in request.json
     assert len(conn.downloads) == 3
-    assert_small_xcom(dag_run)
-
-
-def test_generate_sync_bytes_mode_writes_the_decoded_images(conn: PhotaEmulator, tmp_path: Path) -> None:
-    dag_run = run_dag("op_generate_sync_bytes", out=str(tmp_path))
-
-    summary = return_value(dag_run, "generate")
-    assert set(summary) == RESULT_KEYS
-    assert summary["count"] == 2
-    assert_images(summary["output_uris"], (576, 1024), "PNG")
-    (request,) = conn.requests_to("/v1/phota/generate", "POST")
-    assert request.json["response_mode"] == "bytes"
-    assert conn.downloads == []  # the images came in the answer
     assert_small_xcom(dag_run)
 
 
@@ -144,6 +133,7 @@ def test_without_output_path_returns_signed_urls_only(conn: PhotaEmulator) -> No
     summary = return_value(dag_run, "generate")
     assert set(summary) == RESULT_KEYS
     assert summary["client_request_id"] == conn.jobs[summary["job_id"]].client_request_id
+    assert summary["manifest_uri"] is None  # nowhere to write one
     assert summary["output_uris"] == []
     assert len(summary["download_urls"]) == 1
     assert "token=" in summary["download_urls"][0]
@@ -197,16 +187,14 @@ def test_remix_follows_the_input_aspect_ratio(conn: PhotaEmulator, tmp_path: Pat
 
 
 def test_retried_async_task_gets_its_original_job_and_one_charge(conn: PhotaEmulator, tmp_path: Path) -> None:
-    # The first try submits, then loses the job to a run of server errors longer than the hook's retries, and
-    # fails; Airflow retries the task, which resubmits with the same client_request_id.
-    conn.inject_fault("/v1/phota/jobs/*", status=500, count=MAX_ATTEMPTS)
+    # The first try submits, then loses the download to a run of server errors longer than the hook's retries, and
+    # fails; Airflow retries the task, which finds its job in the manifest and collects it without a new submit.
+    conn.inject_fault("/cdn/*", status=500, count=MAX_ATTEMPTS)
     dag_run = run_dag("op_generate_retry", out=str(tmp_path))
 
     assert task_states(dag_run) == {"generate": "success"}
     assert try_numbers(dag_run) == {"generate": 2}
-    submits = conn.requests_to("/v1/phota/generate", "POST")
-    assert len(submits) == 2
-    assert len({s.json["client_request_id"] for s in submits}) == 1
+    assert len(conn.requests_to("/v1/phota/generate", "POST")) == 1
     assert len(conn.jobs) == 1
     assert len(conn.charges("images")) == 1
     assert len(image_files(tmp_path)) == 1
@@ -268,21 +256,21 @@ def test_bad_image_references_name_the_field(value: Any) -> None:
 def test_worker_wait_that_times_out_fails_the_try_and_names_the_same_job(
     held_clock_emulator: PhotaEmulator, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The worker waits with the hook's ``wait_for_job`` (the one polling loop); its timeout becomes the
-    operator's message: the try fails, and a retry resubmits the same key and waits for the same job."""
+    """The worker waits with the hook's ``wait_for_jobs`` (the one polling loop) for at most ``timeout`` in all;
+    then the try fails, and a retry resubmits the same key and waits for the same job."""
     from airflow_provider_phota._compat import AirflowException, AirflowFailException
     from airflow_provider_phota.hooks.phota import PhotaHook
     from airflow_provider_phota.operators.images import PhotaGenerateOperator
 
     emu = held_clock_emulator  # the job stays QUEUED unless the test moves the clock: here it never does
-    waits: list[tuple[str, dict[str, Any]]] = []
-    hook_wait = PhotaHook.wait_for_job
+    waits: list[tuple[list[str], dict[str, Any]]] = []
+    hook_wait = PhotaHook.wait_for_jobs
 
-    def recorded_wait(hook: PhotaHook, job_id: str, **kwargs: Any) -> Any:
-        waits.append((job_id, kwargs))
-        return hook_wait(hook, job_id, **kwargs)
+    def recorded_wait(hook: PhotaHook, job_ids: list[str], **kwargs: Any) -> Any:
+        waits.append((job_ids, kwargs))
+        return hook_wait(hook, job_ids, **kwargs)
 
-    monkeypatch.setattr(PhotaHook, "wait_for_job", recorded_wait)
+    monkeypatch.setattr(PhotaHook, "wait_for_jobs", recorded_wait)
     operator = PhotaGenerateOperator(
         task_id="wait",
         prompt="a slow lighthouse",
@@ -293,13 +281,16 @@ def test_worker_wait_that_times_out_fails_the_try_and_names_the_same_job(
     )
 
     with pytest.raises(AirflowException) as raised:
-        operator.execute({})  # type: ignore[arg-type]
+        operator.execute({"ti": _TI(task_id="wait")})  # type: ignore[arg-type]
 
     (job_id,) = emu.jobs
-    assert waits == [(job_id, {"poll_interval": 0.05, "timeout": 0.3})]
+    ((waited, kwargs),) = waits
+    assert waited == [job_id]
+    assert kwargs["poll_interval"] == 0.05
+    assert 0 < kwargs["timeout"] <= 0.3
     assert not isinstance(raised.value, AirflowFailException)  # a retry may help
     message = str(raised.value)
-    assert message.startswith(f"Phota job {job_id} is still QUEUED after ")
-    assert message.endswith(" s; a retry resubmits the same client_request_id and waits for the same job")
+    assert "1 Phota job(s) are not finished (timeout after 0.3 s)" in message
+    assert message.endswith("a retry resumes waiting for the same jobs")
     assert len(emu.requests_to("/v1/phota/generate", "POST")) == 1
-    assert len(emu.requests_to(f"/v1/phota/jobs/{job_id}", "GET")) >= 3  # the submit's look, then the polls
+    assert len(emu.requests_to(f"/v1/phota/jobs/{job_id}", "GET")) >= 3  # the polls, then the final look

@@ -15,13 +15,13 @@ import pytest
 from airflow_provider_phota import results
 from airflow_provider_phota._compat import AirflowFailException
 from airflow_provider_phota.contract import image_format
+from airflow_provider_phota.engine.requests import derived_client_request_id
 from airflow_provider_phota.operators.batch import PhotaBatchOperator
 from airflow_provider_phota.operators.images import (
     PhotaEditOperator,
     PhotaEnhanceOperator,
     PhotaGenerateOperator,
     PhotaRemixOperator,
-    derived_client_request_id,
 )
 from airflow_provider_phota.operators.profile import PhotaCreateProfileOperator, PhotaDeleteProfileOperator
 from airflow_provider_phota.sensors.phota import ProfileReadySensor
@@ -41,9 +41,16 @@ PNG_1X1 = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADh
 
 
 def documented(cls: type) -> dict[str, str]:
-    """``{argument: its :param: text}`` from the class docstring."""
-    doc = inspect.getdoc(cls) or ""
-    return {name: text for name, text in re.findall(r":param (\w+):(.*?)(?=\n\s*:param |\Z)", doc, re.S)}
+    """``{argument: its :param: text}`` from the docstrings of the class and its bases in this package (the four
+    image operators document their own arguments and refer to ``PhotaStudioOperator`` for the shared ones)."""
+    found: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if klass is cls or klass.__module__.startswith(
+            ("airflow_provider_phota.operators", "airflow_provider_phota.engine")
+        ):
+            doc = inspect.getdoc(klass) if klass is cls else (klass.__doc__ or "")
+            found.update(re.findall(r":param (\w+):(.*?)(?=\n\s*:param |\Z)", doc or "", re.S))
+    return found
 
 
 def arguments(cls: type) -> set[str]:
@@ -73,9 +80,7 @@ def test_trigger_arguments_are_documented(cls: type) -> None:
 
 
 def test_image_operators_template_every_image_argument_and_the_model_options() -> None:
-    assert {"prompt", "images", "profile_ids", "num_output_images", "response_mode"} <= set(
-        PhotaEditOperator.template_fields
-    )
+    assert {"prompt", "images", "profile_ids", "num_output_images"} <= set(PhotaEditOperator.template_fields)
     assert {"image", "profile_ids", "num_output_images"} <= set(PhotaEnhanceOperator.template_fields)
     assert {"input_image", "reference_image", "profile_ids"} <= set(PhotaRemixOperator.template_fields)
     assert {"aspect_ratio", "resolution", "base_model", "quality"} <= set(PhotaGenerateOperator.template_fields)
@@ -87,10 +92,11 @@ def test_result_types_name_every_key() -> None:
         "job_id",
         "client_request_id",
         "request_id",
-        "count",
+        "images",
         "known_subjects",
         "output_uris",
         "download_urls",
+        "manifest_uri",
         "cost_usd",
         "cost_basis",
     }
@@ -135,33 +141,38 @@ def conn(phota_emulator: PhotaEmulator, phota_connection: Callable[..., str]) ->
     return phota_emulator
 
 
-def test_async_options_in_a_synchronous_call_log_one_warning(conn: PhotaEmulator, task_log: Callable[[], str]) -> None:
-    task = PhotaGenerateOperator(
-        task_id="t",
-        prompt="a fox",
-        use_async_job=False,
-        deferrable=True,
-        poll_interval=1,
-        timeout=10,
-        client_request_id="my-key",
-    )
-
-    result = task.execute(context())
-
-    (warning,) = warnings_in(task_log())
-    for name in ("deferrable=True", "poll_interval=1", "timeout=10", "client_request_id"):
-        assert name in warning
-    assert "use_async_job=False" in warning
-    assert result["job_id"] is None
-    (request,) = conn.requests_to("/v1/phota/generate", "POST")
-    assert "client_request_id" not in request.json
+@pytest.mark.parametrize("name", ["use_async_job", "response_mode"])
+def test_the_removed_waiting_knobs_are_refused(name: str) -> None:
+    with pytest.raises(TypeError, match=name):
+        PhotaGenerateOperator(task_id="t", prompt="a fox", **{name: False})
 
 
-def test_defaults_and_async_jobs_log_no_such_warning(conn: PhotaEmulator, task_log: Callable[[], str]) -> None:
-    PhotaGenerateOperator(task_id="a", prompt="a fox", use_async_job=False).execute(context("a"))
-    PhotaGenerateOperator(task_id="b", prompt="a fox", poll_interval=0.05, timeout=30).execute(context("b"))
+@pytest.mark.parametrize("cls", OPERATORS, ids=lambda cls: cls.__name__)
+def test_every_operator_pushes_each_result_key(cls: type) -> None:
+    """``op.output["key"]`` works the same on every operator: each key of the result is an XCom of its own."""
+    arguments = {
+        PhotaEditOperator: {"prompt": "p", "images": ["https://example.com/a.jpg"]},
+        PhotaGenerateOperator: {"prompt": "p"},
+        PhotaEnhanceOperator: {"image": "https://example.com/a.jpg"},
+        PhotaRemixOperator: {"input_image": "https://x.example/a.jpg", "reference_image": "https://x.example/b.jpg"},
+        PhotaBatchOperator: {"endpoint": "generate", "requests": [{"prompt": "p"}], "output_path": "/tmp/x"},
+        PhotaCreateProfileOperator: {"image_urls": ["https://example.com/a.jpg"]},
+        PhotaDeleteProfileOperator: {"profile_id": "p1"},
+        ProfileReadySensor: {"profile_id": "p1"},
+    }[cls]
+    task = cls(task_id="t", **arguments)
 
-    assert warnings_in(task_log()) == []
+    assert task.multiple_outputs is True
+    assert task.output["cost_usd" if cls not in (PhotaDeleteProfileOperator, ProfileReadySensor) else "profile_id"].key
+
+
+def test_a_first_submit_logs_submitted(conn: PhotaEmulator, task_log: Callable[[], str]) -> None:
+    PhotaGenerateOperator(task_id="a", prompt="a fox", poll_interval=0.05, timeout=30).execute(context("a"))
+
+    log = task_log()
+    assert "Submitted /generate job " in log
+    assert "Reattached" not in log
+    assert warnings_in(log) == []
 
 
 def test_wait_options_without_waiting_log_one_warning(conn: PhotaEmulator, task_log: Callable[[], str]) -> None:
@@ -190,6 +201,21 @@ def test_a_bad_profile_id_is_named_with_the_task_type(conn: PhotaEmulator, task:
 
     assert str(raised.value).startswith(f"Invalid {type(task).__name__} arguments: profile_id: ")
     assert "not '.' or '..'" in str(raised.value)
+    assert conn.requests == []
+
+
+@pytest.mark.parametrize("value", [{"profile_id": "p1", "status": "READY"}, "{'profile_id': 'p1', 'status': 'READY'}"])
+def test_a_whole_result_as_profile_id_gets_a_hint(conn: PhotaEmulator, value: Any) -> None:
+    """``profile_id=create.output`` (the whole result, as a dict or its rendered string) instead of
+    ``create.output["profile_id"]``: named before any request, with the fix."""
+    for task, method in (
+        (ProfileReadySensor(task_id="t", profile_id=value), "poke"),
+        (PhotaDeleteProfileOperator(task_id="t", profile_id=value), "execute"),
+    ):
+        with pytest.raises(AirflowFailException) as raised:
+            getattr(task, method)(context())
+        assert "is a whole task result, not an id" in str(raised.value)
+        assert 'create.output["profile_id"]' in str(raised.value)
     assert conn.requests == []
 
 

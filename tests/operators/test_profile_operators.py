@@ -9,8 +9,8 @@ from collections.abc import Callable
 import pytest
 from dagrun_support import return_value, run_dag, task_states, try_numbers
 
+from airflow_provider_phota.engine.common import parse_list_argument
 from airflow_provider_phota.hooks.phota import PhotaHook
-from airflow_provider_phota.operators.base import parse_list_argument
 from airflow_provider_phota.testing import PhotaEmulator
 
 pytestmark = pytest.mark.usefixtures("airflow_db")

@@ -16,7 +16,7 @@ FAST_EXTRAS: dict[str, Any] = {
     "retry_wait": 0.01,
     "retry_max_wait": 0.02,
     "max_attempts": MAX_ATTEMPTS,
-    "timeout": 1.0,
+    "read_timeout": 1.0,
     "max_retry_after": 0.05,
 }
 # The read-timeout cases use a shorter timeout and a delay longer than it.

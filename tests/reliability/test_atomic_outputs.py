@@ -10,8 +10,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from airflow.providers.common.compat.sdk import TaskDeferred
 from PIL import Image
-from reliability_support import MAX_ATTEMPTS, task_context, visible_files
+from reliability_support import MAX_ATTEMPTS, task_context
+from reliability_support import visible_files as visible_everything
 
 from airflow_provider_phota import storage
 from airflow_provider_phota.exceptions import PhotaConnectionError
@@ -37,6 +39,11 @@ def _wait_for_result(hook: PhotaHook, job_id: str) -> Any:
     return state.result
 
 
+def visible_files(folder: Path) -> list[str]:
+    """The files a reader sees, but the task's manifest (written atomically too)."""
+    return [name for name in visible_everything(folder) if not name.endswith("-manifest.json")]
+
+
 def _complete_set(out: Path, uris: list[str]) -> None:
     assert visible_files(out) == sorted(Path(u.removeprefix("file://")).name for u in uris)  # nothing else
     for uri in uris:
@@ -55,6 +62,8 @@ def _disk_full_on_write(monkeypatch: pytest.MonkeyPatch, failing_call: int) -> l
         raise OSError(28, "No space left on device")
 
     def atomic_write(destination: Any, chunks: Iterable[bytes]) -> int:
+        if destination.name.endswith("-manifest.json"):
+            return original(destination, chunks)
         targets.append(destination.name)
         if len(targets) == failing_call:
             return original(destination, half_then_fail(chunks))
@@ -87,12 +96,12 @@ def test_download_cut_midway_leaves_no_partial_file_and_the_retry_writes_all(
 ) -> None:
     out = tmp_path / "out"
     context = task_context(task_id="generate")
-    # Learn the job's download URLs first (the same idempotency key the task will use), then cut the transfer of
-    # the second image midway on every attempt of the hook.
-    options, key = _operator(out, poll_interval=0.05).prepare_request(context)
-    assert key is not None
+    # Learn the job's download URLs first (a deferring try submits it and notes it in the manifest), then cut the
+    # transfer of the second image midway on every attempt of the hook.
+    with pytest.raises(TaskDeferred):
+        _operator(out, deferrable=True, poll_interval=0.05).execute(context)
+    (job_id,) = emu.jobs
     with PhotaHook(conn_id) as hook:
-        job_id = hook.submit_job("generate", options, client_request_id=key).job_id
         urls = _wait_for_result(hook, job_id).download_urls
     emu.inject_fault(urlsplit(urls[1]).path, drop=True, after=True, count=MAX_ATTEMPTS)
 
@@ -114,9 +123,7 @@ def test_download_cut_midway_leaves_no_partial_file_and_the_retry_writes_all(
 
 
 ATOMIC_MODES = {
-    "async": {"poll_interval": 0.05},
-    "sync-urls": {"use_async_job": False},
-    "sync-bytes": {"use_async_job": False, "response_mode": "bytes"},
+    "worker": {"poll_interval": 0.05, "deferrable": False},
 }
 
 

@@ -110,14 +110,6 @@ CASES: list[tuple[str, Factory, str, str]] = [
     ("generate-output_format-gif", generate(output_format="gif"), "output_format", "'png', 'jpg'"),
     ("enhance-output_format-webp", enhance(output_format="webp"), "output_format", "'png', 'jpg'"),
     ("generate-base_model-unknown", generate(base_model="dall-e"), "base_model", "'nb2'"),
-    ("generate-use_async_job-not-bool", generate(use_async_job="sync"), "use_async_job", "True, False"),
-    ("generate-async-response_mode-bytes", generate(response_mode="bytes"), "response_mode", "'urls'"),
-    (
-        "generate-sync-response_mode-base64",
-        generate(use_async_job=False, response_mode="base64"),
-        "response_mode",
-        "'bytes', 'urls'",
-    ),
     ("create-training_tier-premium", create(training_tier="premium"), "training_tier", "'standard', 'fast'"),
     # model / resolution and quality combinations
     ("generate-quality-with-nb2", generate(quality="high"), "quality", "gpt-image-2"),
@@ -168,12 +160,6 @@ CASES: list[tuple[str, Factory, str, str]] = [
         in_tmp(remix, output_path=lambda tmp: f"file://{regular_file(tmp)}"),
         "output_path",
         "a folder",
-    ),
-    (
-        "generate-sync-bytes-without-output_path",
-        generate(use_async_job=False, response_mode="bytes"),
-        "response_mode",
-        "'bytes' only with output_path",
     ),
     # prompts the endpoint needs
     ("generate-prompt-empty", generate(prompt=""), "prompt", "a non-empty prompt"),
@@ -345,4 +331,6 @@ def test_unaccepted_fields_fail_when_the_task_is_built(
 def test_bad_input_census() -> None:
     assert len(CASES) >= 40
     assert len({c[0] for c in CASES}) == len(CASES)
-    assert len(CASES) + len(CONSTRUCTION) == 79
+    assert (
+        len(CASES) + len(CONSTRUCTION) == 75
+    )  # 79, less the four cases of the removed use_async_job and response_mode

@@ -213,7 +213,7 @@ def _records(emu: PhotaEmulator, call: Call, count: int) -> list[Any]:
 def _hooks(set_conn: SetConn, fault: dict[str, Any]) -> tuple[PhotaHook, PhotaHook]:
     """A setup hook (default fast connection) and the hook under test (a short read timeout for delay faults)."""
     setup = PhotaHook(set_conn("phota_setup"))
-    timeout = {"timeout": READ_TIMEOUT} if fault.get("delay") else {}
+    timeout = {"read_timeout": READ_TIMEOUT} if fault.get("delay") else {}
     return setup, PhotaHook(set_conn("phota_matrix", **timeout))
 
 
@@ -298,7 +298,7 @@ def test_binary_call_retries_a_2xx_body_that_is_not_an_image(
 def test_delete_whose_answer_was_lost_succeeds(emu: PhotaEmulator, set_conn: SetConn) -> None:
     """The first DELETE is processed but its answer arrives after the read timeout; the retry's 404 means done."""
     profile_id = PhotaHook(set_conn("phota_setup")).create_profile(STANDARD_URLS)
-    hook = PhotaHook(set_conn("phota_matrix", timeout=READ_TIMEOUT))
+    hook = PhotaHook(set_conn("phota_matrix", read_timeout=READ_TIMEOUT))
     emu.inject_fault(f"{API}/profiles/*", method="DELETE", delay=READ_TIMEOUT_DELAY)
 
     hook.delete_profile(profile_id)

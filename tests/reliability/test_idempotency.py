@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -17,7 +16,7 @@ from reliability_support import API, MAX_ATTEMPTS, READ_TIMEOUT, READ_TIMEOUT_DE
 from airflow_provider_phota._compat import AirflowException, AirflowFailException
 from airflow_provider_phota.contract import CLIENT_REQUEST_ID_PATTERN
 from airflow_provider_phota.hooks.phota import PhotaHook
-from airflow_provider_phota.operators.images import PhotaGenerateOperator, _PhotaImageOperator
+from airflow_provider_phota.operators.images import PhotaGenerateOperator, PhotaStudioOperator
 from airflow_provider_phota.operators.profile import PhotaCreateProfileOperator
 from airflow_provider_phota.testing import PhotaEmulator
 from airflow_provider_phota.testing.emulator import MARKER_MODERATE
@@ -28,7 +27,7 @@ SetConn = Callable[..., str]
 
 
 def _images(folder: Path) -> list[Path]:
-    files = sorted(folder.iterdir())
+    files = sorted(p for p in folder.iterdir() if not p.name.endswith("-manifest.json"))
     assert all(not p.name.startswith(".") for p in files), files  # no partial file left behind
     for path in files:
         with Image.open(path) as image:
@@ -48,27 +47,26 @@ def test_deferred_task_failing_after_submit_is_retried_onto_the_same_job(
     emu: PhotaEmulator, conn_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The first try submits, defers, and dies on resume (a worker lost mid-task); Airflow retries it."""
-    original = _PhotaImageOperator.execute_complete
+    original = PhotaStudioOperator.execute_complete
     resumed: list[str] = []
 
     def dies_once(self: Any, context: Any, event: Any = None, **kwargs: Any) -> Any:
-        resumed.append(event["job_id"])
+        resumed.append(event["status"])
         if len(resumed) == 1:
             raise AirflowException("worker lost after the job was submitted")
         return original(self, context, event, **kwargs)
 
-    monkeypatch.setattr(_PhotaImageOperator, "execute_complete", dies_once)
+    monkeypatch.setattr(PhotaStudioOperator, "execute_complete", dies_once)
 
     dag_run = run_dag("reliability_generate_deferrable_retry", out=str(tmp_path))
 
     assert task_states(dag_run) == {"generate": "success"}
     assert try_numbers(dag_run) == {"generate": 2}
-    submits = emu.requests_to(f"{API}/generate", "POST")
-    assert len(submits) == 2
-    assert len({s.json["client_request_id"] for s in submits}) == 1
+    # The retry found the job in the manifest, already SUCCEEDED meanwhile: collected at once, without a submit or
+    # a deferral.
+    assert len(emu.requests_to(f"{API}/generate", "POST")) == 1
     assert len(emu.jobs) == 1
-    # The retry's submit returned the one job, already SUCCEEDED meanwhile: delivered at once, without deferring.
-    assert resumed == list(emu.jobs)
+    assert resumed == ["success"]
     assert len(emu.charges("images")) == 1
     summary = return_value(dag_run, "generate")
     assert summary["job_id"] in emu.jobs
@@ -95,7 +93,7 @@ def test_worker_killed_after_submit_then_retried_gets_the_same_job(
     with pytest.raises(SystemExit):
         first.execute(context)
     assert len(emu.jobs) == 1
-    assert list(tmp_path.iterdir()) == []
+    assert [p.name for p in tmp_path.iterdir()] == ["generate-manifest.json"]  # the job, noted before the wait
     emu.advance(emu.job_seconds / 2)  # the job left QUEUED while the task was down
     capfd.readouterr()
 
@@ -104,11 +102,9 @@ def test_worker_killed_after_submit_then_retried_gets_the_same_job(
     assert list(emu.jobs) == [summary["job_id"]]
     assert len(emu.charges("images")) == 1
     keys = _submitted_keys(emu)
-    assert len(keys) == 2
-    assert len(set(keys)) == 1
+    assert len(keys) == 1  # the retry took the job over from the manifest: no second submit
     assert len(_images(tmp_path)) == 1
-    reattached = rf"Reattached to job {summary['job_id']} \((RUNNING|SUCCEEDED), client_request_id {keys[0]}\)"
-    assert re.search(reattached, capfd.readouterr().out)
+    assert f"Reattached to job {summary['job_id']} (client_request_id {keys[0]})" in capfd.readouterr().out
 
 
 def test_cleared_and_rerun_task_reuses_its_job_and_rewrites_the_same_files(
@@ -128,8 +124,8 @@ def test_cleared_and_rerun_task_reuses_its_job_and_rewrites_the_same_files(
     first = make().execute(context)
     second = make().execute(context)  # cleared: same DAG run, same task, same request
 
-    # the same job, key and files; only the request id of the answer that carried the result differs
-    assert {**second, "request_id": None} == {**first, "request_id": None}
+    # the same job, key, files and cost: the re-run took everything over from the manifest
+    assert second == first
     assert len(emu.jobs) == 1
     assert len(emu.charges("images")) == 1
     assert [f"file://{p}" for p in _images(tmp_path)] == sorted(first["output_uris"])
@@ -143,15 +139,16 @@ FAILED_JOB_DAGS = ["reliability_generate_retry", "reliability_generate_deferrabl
 def test_retry_after_a_failed_job_pays_for_one_new_job_and_a_clear_reattaches_to_it(
     dag_id: str, emu: PhotaEmulator, conn_id: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
-    """The first try's job ends FAILED with a retryable error: Airflow's retry must get a new job (the same key
-    would return the same FAILED job forever), and clearing the task after its success must find that new job."""
+    """The first job ends FAILED with a retryable error: the task pays for one new job under a derived key (the same
+    key would return the same FAILED job forever), and clearing the task after its success submits nothing: the
+    manifest knows both jobs."""
     emu.fail_next_jobs(1)
     logical_date = pendulum.datetime(2026, 2, 1 + FAILED_JOB_DAGS.index(dag_id), tz="UTC")
 
     dag_run = run_dag(dag_id, logical_date=logical_date, out=str(tmp_path))
 
     assert task_states(dag_run) == {"generate": "success"}
-    assert try_numbers(dag_run) == {"generate": 2}
+    assert try_numbers(dag_run) == {"generate": 1}  # replaced within the try: no Airflow retry spent on it
     failed_id, new_id = emu.jobs
     assert (emu.jobs[failed_id].status, emu.jobs[new_id].status) == ("FAILED", "SUCCEEDED")
     first_key = emu.jobs[failed_id].client_request_id
@@ -160,29 +157,21 @@ def test_retry_after_a_failed_job_pays_for_one_new_job_and_a_clear_reattaches_to
     assert new_key is not None
     assert new_key != first_key
     assert CLIENT_REQUEST_ID_PATTERN.fullmatch(new_key)
-    # Try 1 submitted the stable key; try 2 submitted it again, found the FAILED job, and submitted a key derived
-    # from the stable key and that job.
-    assert _submitted_keys(emu) == [first_key, first_key, new_key]
-    # The ledger: both jobs were charged and the failed one refunded, so the bill is one job.
+    assert _submitted_keys(emu) == [first_key, new_key]
+    # The ledger: both jobs were charged (the emulator refunds the failed one; the provider does not count on it).
     assert [c.ref for c in emu.charges("images")] == [failed_id, new_id]
-    assert [c.ref for c in emu.charges("refund")] == [failed_id]
-    assert emu.total_charged_usd() == pytest.approx(emu.charges("images")[1].amount_usd)
     summary = return_value(dag_run, "generate")
     assert summary["job_id"] == new_id
-    assert len(_images(tmp_path)) == summary["count"]
-    log = capfd.readouterr().out
-    assert f"Reattached to job {failed_id} (FAILED, client_request_id {first_key})" in log
+    assert len(_images(tmp_path)) == summary["images"]
 
     cleared = run_dag(dag_id, logical_date=logical_date, out=str(tmp_path))  # the same run, its task cleared
 
     assert cleared.run_id == dag_run.run_id
     assert task_states(cleared) == {"generate": "success"}
     assert list(emu.jobs) == [failed_id, new_id]  # no third job
-    assert _submitted_keys(emu)[3:] == [first_key, new_key]
+    assert _submitted_keys(emu) == [first_key, new_key]  # and no submit at all
     assert [c.ref for c in emu.charges("images")] == [failed_id, new_id]
-    assert return_value(cleared, "generate")["job_id"] == new_id
-    assert len(_images(tmp_path)) == summary["count"]  # the same job: the same files, rewritten in place
-    assert f"Reattached to job {new_id} (SUCCEEDED, client_request_id {new_key})" in capfd.readouterr().out
+    assert return_value(cleared, "generate") == summary  # the same job, files and cost, counted once
 
 
 def test_a_retry_after_a_moderated_job_does_not_submit_again(emu: PhotaEmulator, conn_id: str, tmp_path: Path) -> None:
@@ -205,8 +194,7 @@ def test_a_retry_after_a_moderated_job_does_not_submit_again(emu: PhotaEmulator,
         make().execute(context)
 
     assert len(emu.jobs) == 1
-    assert len(_submitted_keys(emu)) == 2
-    assert len(set(_submitted_keys(emu))) == 1
+    assert len(_submitted_keys(emu)) == 1  # the second run found the FAILED row in the manifest
 
 
 @pytest.mark.usefixtures("airflow_db")
@@ -259,7 +247,7 @@ def test_tagged_create_whose_answer_was_lost_leaves_one_profile(
 
 
 def test_tagged_create_after_a_read_timeout_leaves_one_profile(emu: PhotaEmulator, set_conn: SetConn) -> None:
-    hook = PhotaHook(set_conn(timeout=READ_TIMEOUT))
+    hook = PhotaHook(set_conn(read_timeout=READ_TIMEOUT))
     emu.inject_fault(f"{API}/profiles/add", delay=READ_TIMEOUT_DELAY, count=MAX_ATTEMPTS)
 
     try:
@@ -320,25 +308,23 @@ def _raise(error: BaseException) -> Any:
 def test_failed_jobs_of_one_request_are_bounded(
     emu: PhotaEmulator, conn_id: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Every try's job FAILED (retryably): each retry pays for one new job, until the bound stops the spending."""
-    from airflow_provider_phota.exceptions import PhotaJobFailedError
-    from airflow_provider_phota.operators import images
+    """Every job FAILED (retryably): the task pays for one new job after each, until the bound stops the spending;
+    a re-run pays for nothing more."""
+    from airflow_provider_phota.engine import runner
 
-    monkeypatch.setattr(images, "MAX_FAILED_JOBS", 3)
+    monkeypatch.setattr(runner, "MAX_FAILED_JOBS", 3)
     emu.fail_next_jobs(10)
     context = task_context(task_id="generate")
 
     def make() -> PhotaGenerateOperator:
         return PhotaGenerateOperator(task_id="generate", prompt="a gull", output_path=str(tmp_path), poll_interval=0.05)
 
-    for tries in range(1, 4):
-        with pytest.raises(PhotaJobFailedError):
-            make().execute(context)
-        assert len(emu.jobs) == tries
-    with pytest.raises(AirflowFailException, match="3 Phota jobs of this request FAILED"):
+    with pytest.raises(AirflowFailException, match=r"JOB_FAILED: .* \(3 jobs FAILED\)"):
+        make().execute(context)
+    assert len(emu.jobs) == 3
+    with pytest.raises(AirflowFailException, match=r"\(3 jobs FAILED\)"):
         make().execute(context)
 
-    assert len(emu.jobs) == 3  # the fourth try paid for nothing
-    assert len(emu.charges("images")) == len(emu.charges("refund")) == 3
-    assert emu.total_charged_usd() == pytest.approx(0)
+    assert len(emu.jobs) == 3  # the re-run paid for nothing
+    assert len(emu.charges("images")) == 3
     assert len(set(_submitted_keys(emu))) == 3

@@ -17,6 +17,7 @@ from airflow_provider_phota.exceptions import PhotaAuthenticationError, PhotaErr
 from airflow_provider_phota.hooks.phota import PhotaHook
 from airflow_provider_phota.testing import PhotaEmulator
 from airflow_provider_phota.testing.samples import PhotoServer, make_subject_photos
+from airflow_provider_phota.triggers.batch import PhotaBatchTrigger
 from airflow_provider_phota.triggers.phota import _PhotaPollingTrigger
 
 SECRET = "phota-SECRET-7f3c9a2e"
@@ -101,6 +102,13 @@ def test_example_dags_never_leak_the_api_key(
         return stored[-1][1]
 
     monkeypatch.setattr(_PhotaPollingTrigger, "serialize", spy_serialize)
+    original_batch_serialize = PhotaBatchTrigger.serialize
+
+    def spy_batch_serialize(self: PhotaBatchTrigger) -> tuple[str, dict[str, Any]]:
+        serialized.append(original_batch_serialize(self))
+        return serialized[-1]
+
+    monkeypatch.setattr(PhotaBatchTrigger, "serialize", spy_batch_serialize)
     monkeypatch.setattr(Trigger, "encrypt_kwargs", staticmethod(spy_encrypt))
     caplog.set_level(logging.DEBUG)
 
