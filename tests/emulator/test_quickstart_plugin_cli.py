@@ -159,7 +159,7 @@ def test_cli_serves_and_stops_on_sigterm() -> None:
 
 
 def test_cli_realistic_timings() -> None:
-    from airflow_provider_phota.testing.emulator import _parse_args
+    from airflow_provider_phota.testing.emulator.cli import _parse_args
 
     args = _parse_args(["--realistic"])
     assert (args.training_seconds, args.job_seconds) == (1200.0, 60.0)
