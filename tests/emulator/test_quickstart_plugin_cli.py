@@ -83,7 +83,7 @@ def test_quickstart(phota_emulator: PhotaEmulator) -> None:
 
 
 def test_plugin_is_loaded_and_light(pytestconfig: pytest.Config) -> None:
-    assert pytestconfig.pluginmanager.has_plugin("phota")
+    assert pytestconfig.pluginmanager.has_plugin(pytest_plugin.__name__)  # loaded by tests/conftest.py
     assert pytestconfig.getoption("--phota-training-seconds") == pytest_plugin.DEFAULT_TRAINING_SECONDS
     code = (
         "import sys, airflow_provider_phota.testing.pytest_plugin, airflow_provider_phota.testing;"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import signal
-import sys
 import threading
 
 from airflow_provider_phota import contract
@@ -65,7 +64,3 @@ def main(argv: list[str] | None = None) -> int:
             pass
     print("Phota emulator stopped", flush=True)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
