@@ -164,3 +164,5 @@ def test_cli_realistic_timings() -> None:
     args = _parse_args(["--realistic"])
     assert (args.training_seconds, args.job_seconds) == (1200.0, 60.0)
     assert (args.host, args.port) == ("127.0.0.1", 8089)
+    assert args.idempotency_seconds == 24 * 3600
+    assert _parse_args(["--idempotency-seconds", "60"]).idempotency_seconds == 60.0
