@@ -141,15 +141,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 @pytest.fixture(scope="session")
 def phota_emulator_session(pytestconfig: pytest.Config) -> Iterator[PhotaEmulator]:
     """One emulator server for the whole session (starting one per test would cost a thread and a port each)."""
-    from airflow_provider_phota.testing.emulator import PhotaEmulator
-
-    with PhotaEmulator(
-        api_key="test-key",
+    with _start_emulator(
         training_seconds=pytestconfig.getoption("--phota-training-seconds"),
         job_seconds=pytestconfig.getoption("--phota-job-seconds"),
-        deliver_callbacks_over_http=True,
     ) as emulator:
         yield emulator
+
+
+def _start_emulator(*, training_seconds: float, job_seconds: float, api_key: str = "test-key") -> PhotaEmulator:
+    """A running emulator as the fixtures make them: https callbacks delivered to the test's plain receivers."""
+    from airflow_provider_phota.testing.emulator import PhotaEmulator
+
+    return PhotaEmulator(
+        api_key=api_key, training_seconds=training_seconds, job_seconds=job_seconds, deliver_callbacks_over_http=True
+    ).start()
 
 
 @pytest.fixture
@@ -203,19 +208,14 @@ def phota_emulator_factory(
     job_seconds=3600)``: nothing finishes unless the test moves its clock (``advance``, ``set_profile_outcome``),
     so waits are decided by the test, not by a race. One server per distinct setting per session; its state is
     reset the first time a test asks for it."""
-    from airflow_provider_phota.testing.emulator import PhotaEmulator
-
     reset_in_this_test: set[tuple[float, float, str]] = set()
 
     def make(*, training_seconds: float, job_seconds: float, api_key: str = "test-key") -> PhotaEmulator:
         key = (training_seconds, job_seconds, api_key)
         if key not in _phota_extra_emulators:
-            _phota_extra_emulators[key] = PhotaEmulator(
-                api_key=api_key,
-                training_seconds=training_seconds,
-                job_seconds=job_seconds,
-                deliver_callbacks_over_http=True,
-            ).start()
+            _phota_extra_emulators[key] = _start_emulator(
+                training_seconds=training_seconds, job_seconds=job_seconds, api_key=api_key
+            )
         emulator = _phota_extra_emulators[key]
         if key not in reset_in_this_test:
             emulator.reset()
