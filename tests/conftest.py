@@ -1,7 +1,9 @@
 """Test-wide Airflow setup: a private AIRFLOW_HOME, no example DAGs, and a metadata database made once.
 
 The environment is set at import time, before anything imports Airflow (its configuration is read once).
-The emulator fixtures (``phota_emulator``, ``phota_conn_id``) come from the provider's own pytest plugin.
+The emulator fixtures (``phota_emulator``, ``phota_conn_id``) come from the provider's own pytest plugin, loaded
+here as a user's project loads it (it is not auto-loaded). These tests set up Airflow themselves (two DAG bundles),
+so they do not use the plugin's ``phota_dags_folder`` setting.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ import pytest
 
 if TYPE_CHECKING:
     from airflow_provider_phota.testing import PhotaEmulator
+
+pytest_plugins = ["airflow_provider_phota.testing.pytest_plugin"]
 
 TESTS = Path(__file__).parent
 HELD_CLOCK_SECONDS = 3600.0  # see held_clock_emulator

@@ -1,7 +1,8 @@
 """Testing helpers: a local emulator of the Phota API and a pytest plugin.
 
-The emulator (aiohttp + Pillow) is imported lazily, so importing this package, or the pytest plugin that pytest
-loads for everyone who installs the provider, stays cheap.
+The emulator (aiohttp + Pillow; the package :mod:`airflow_provider_phota.testing.emulator`) is imported lazily, so
+importing this package, or the opt-in pytest plugin (``pytest_plugins =
+["airflow_provider_phota.testing.pytest_plugin"]`` in a conftest, see ``docs/testing.md``), stays cheap.
 """
 
 from __future__ import annotations

@@ -8,8 +8,10 @@ on top. :func:`input_image_problem` says why the service would refuse an input i
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
+import unicodedata
 from typing import Literal
 
 from PIL import Image, ImageDraw, ImageFont
@@ -19,6 +21,10 @@ OutputFormat = Literal["png", "jpg"]
 PNG_COMPRESS_LEVEL = 1  # fast; the smooth gradients compress well anyway
 JPEG_QUALITY = 90
 PROFILE_PICTURE_SIZE = 512
+# Fonts with wide coverage (accents, Greek, Cyrillic, many symbols), from Debian's fonts-dejavu-core and
+# fonts-liberation when installed; Pillow's built-in font (Latin letters without accents) otherwise.
+FONT_FILES = ("DejaVuSans.ttf", "LiberationSans-Regular.ttf")
+_NOT_A_CHARACTER = "\U0010ffff"  # never has a glyph: what a font draws for it is its .notdef box
 
 
 def _palette(seed_text: str, index: int) -> list[tuple[int, int, int]]:
@@ -51,12 +57,40 @@ def draw_image(width: int, height: int, *, seed_text: str, caption: str, index: 
 
     ink = _contrasting(top_left)
     font_size = max(10, short_side // 14)
-    font = ImageFont.load_default(size=font_size)
+    font = caption_font(font_size)
     margin = max(4, short_side // 30)
-    lines = [f"#{index + 1}", *_wrap(caption, max(10, width // max(1, font_size // 2) - 4))][:6]
+    lines = [f"#{index + 1}", *_wrap(drawable_text(caption, font), max(10, width // max(1, font_size // 2) - 4))][:6]
     for line_no, line in enumerate(lines):
         draw.text((margin, margin + line_no * int(font_size * 1.25)), line, fill=ink, font=font)
     return image
+
+
+@functools.cache
+def caption_font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """The first of :data:`FONT_FILES` that is installed, else Pillow's built-in font."""
+    for name in FONT_FILES:
+        try:
+            return ImageFont.truetype(name, size)
+        except OSError:
+            continue
+    return ImageFont.load_default(size=size)
+
+
+@functools.cache
+def _has_glyph(font: ImageFont.FreeTypeFont | ImageFont.ImageFont, char: str) -> bool:
+    return char.isspace() or bytes(font.getmask(char)) != bytes(font.getmask(_NOT_A_CHARACTER))
+
+
+def drawable_text(text: str, font: ImageFont.FreeTypeFont | ImageFont.ImageFont) -> str:
+    """``text`` with every character ``font`` has no glyph for replaced by its letters without accents ("é" -> "e")
+    or, when that does not help (emoji in most fonts), dropped, so a caption is never drawn as .notdef boxes."""
+    kept = []
+    for char in text:
+        if not _has_glyph(font, char):
+            char = "".join(c for c in unicodedata.normalize("NFKD", char) if not unicodedata.combining(c))
+            char = "".join(c for c in char if _has_glyph(font, c))
+        kept.append(char)
+    return " ".join("".join(kept).split())
 
 
 def _wrap(text: str, width: int) -> list[str]:

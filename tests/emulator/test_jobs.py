@@ -133,6 +133,22 @@ def test_client_request_id_is_forgotten_after_24h(emu: PhotaEmulator, api: Api) 
     assert _submit(api, client_request_id="k1")["job_id"] != first["job_id"]
 
 
+def test_idempotency_window_is_a_setting_of_the_emulator() -> None:
+    with PhotaEmulator(idempotency_seconds=60, job_seconds=3600) as short, requests.Session() as session:
+        api = Api(short, session)
+        first = _submit(api, client_request_id="k1")
+        short.advance(59)
+        assert _submit(api, client_request_id="k1") == first
+        short.advance(2)
+        assert _submit(api, client_request_id="k1")["job_id"] != first["job_id"]
+        assert len(short.charges("images")) == 2  # the resubmit after the window is a new, paid job
+
+
+def test_idempotency_window_cannot_be_negative() -> None:
+    with pytest.raises(ValueError, match="idempotency_seconds"):
+        PhotaEmulator(idempotency_seconds=-1)
+
+
 def test_200_concurrent_pollers(emu: PhotaEmulator, api: Api) -> None:
     profile_id = api.create_profile()
     job_id = _submit(api, num_output_images=1)["job_id"]

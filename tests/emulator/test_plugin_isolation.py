@@ -1,9 +1,9 @@
-"""The pytest plugin is loaded for every project installed beside the provider: it must leave their names alone.
+"""The pytest plugin is opt-in, and a project that loads it keeps its own names.
 
-Everything it registers is namespaced: the marker ``phota_live``, fixtures ``phota_*`` (``_phota_*`` private),
-options ``--phota-*``. Each test runs a small project of its own with pytester, in a fresh interpreter (in-process
-runs would share pytest's marker cache with this session); pytest loads our plugin there through its ``pytest11``
-entry point, as it does for anyone who installs the provider.
+Installing the provider does not load it (no ``pytest11`` entry point); a project's conftest does, with
+``pytest_plugins = [...]``. Everything it registers is namespaced: the marker ``phota_live``, fixtures ``phota_*``
+(``_phota_*`` private), options ``--phota-*``. Each test runs a small project of its own with pytester, in a fresh
+interpreter (in-process runs would share pytest's marker cache with this session).
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ INI = """
 asyncio_default_fixture_loop_scope = function
 """
 
+OPT_IN = 'pytest_plugins = ["airflow_provider_phota.testing.pytest_plugin"]\n'
+
 # A project that uses the plain names for its own purposes: a `live` marker, `emulator` and `conn_id` fixtures.
 OTHER_PROJECT_INI = """
 [pytest]
@@ -31,7 +33,8 @@ asyncio_default_fixture_loop_scope = function
 markers =
     live: this project's own marker
 """
-OTHER_PROJECT_CONFTEST = """
+OTHER_PROJECT_CONFTEST = f"""
+{OPT_IN}
 import pytest
 
 @pytest.fixture
@@ -60,9 +63,19 @@ def no_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(pytest_plugin.LIVE_KEY_ENV, raising=False)
 
 
-def test_plugin_is_loaded_in_the_inner_runs(pytester: pytest.Pytester) -> None:
+LOADED = "def test_loaded(pytestconfig):\n    assert pytestconfig.pluginmanager.has_plugin('{}')\n"
+
+
+def test_installing_the_provider_does_not_load_the_plugin(pytester: pytest.Pytester) -> None:
     pytester.makeini(INI)
-    pytester.makepyfile("def test_loaded(pytestconfig):\n    assert pytestconfig.pluginmanager.has_plugin('phota')\n")
+    pytester.makepyfile(LOADED.format(pytest_plugin.__name__))
+    pytester.runpytest_subprocess(*ARGS).assert_outcomes(failed=1)
+
+
+def test_a_conftest_loads_the_plugin(pytester: pytest.Pytester) -> None:
+    pytester.makeini(INI)
+    pytester.makeconftest(OPT_IN)
+    pytester.makepyfile(LOADED.format(pytest_plugin.__name__))
     pytester.runpytest_subprocess(*ARGS).assert_outcomes(passed=1)
 
 
@@ -86,6 +99,7 @@ def test_another_projects_live_marker_and_fixtures_are_untouched(pytester: pytes
 @pytest.mark.usefixtures("no_key")
 def test_plugin_registers_no_plain_live_marker(pytester: pytest.Pytester) -> None:
     pytester.makeini(INI)
+    pytester.makeconftest(OPT_IN)
     pytester.makepyfile("import pytest\n\n@pytest.mark.live\ndef test_unregistered_marker():\n    pass\n")
 
     result = pytester.runpytest_subprocess(*ARGS)
@@ -110,6 +124,7 @@ def test_plain():
 @pytest.mark.usefixtures("no_key")
 def test_phota_live_tests_are_skipped_without_a_key(pytester: pytest.Pytester) -> None:
     pytester.makeini(INI)
+    pytester.makeconftest(OPT_IN)
     pytester.makepyfile(PHOTA_LIVE_TESTS)
 
     result = pytester.runpytest_subprocess(*ARGS)
@@ -121,6 +136,7 @@ def test_phota_live_tests_are_skipped_without_a_key(pytester: pytest.Pytester) -
 def test_phota_live_tests_run_with_a_key(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(pytest_plugin.LIVE_KEY_ENV, "a-real-key")
     pytester.makeini(INI)
+    pytester.makeconftest(OPT_IN)
     pytester.makepyfile(PHOTA_LIVE_TESTS)
 
     result = pytester.runpytest_subprocess(*ARGS)
@@ -131,6 +147,7 @@ def test_phota_live_tests_run_with_a_key(pytester: pytest.Pytester, monkeypatch:
 
 def test_every_fixture_of_the_plugin_is_namespaced(pytester: pytest.Pytester) -> None:
     pytester.makeini(INI)
+    pytester.makeconftest(OPT_IN)
     pytester.makepyfile("def test_nothing():\n    pass\n")
 
     output = pytester.runpytest_subprocess("--fixtures", "-v", *ARGS).stdout.str()
@@ -146,6 +163,8 @@ def test_every_fixture_of_the_plugin_is_namespaced(pytester: pytest.Pytester) ->
         "phota_conn_id",
         "_phota_extra_emulators",
         "phota_emulator_factory",
+        "phota_airflow_db",
+        "phota_dag_bag",
     }
     assert all(name.startswith(("phota_", "_phota_")) for name in names)
 
@@ -156,6 +175,10 @@ class _Recorder:
     def __init__(self) -> None:
         self.options: list[str] = []
         self.ini_lines: list[tuple[str, str]] = []
+        self.inis: dict[str, Any] = {}
+
+    def getini(self, name: str) -> Any:
+        return self.inis.get(name, "")
 
     def getgroup(self, name: str, description: str = "") -> _Recorder:
         return self
@@ -176,5 +199,6 @@ def test_every_option_and_marker_of_the_plugin_is_namespaced() -> None:
     pytest_plugin.pytest_configure(recorder)  # type: ignore[arg-type]
 
     assert recorder.options == ["--phota-training-seconds", "--phota-job-seconds"]
-    assert [name for name, _ in recorder.ini_lines] == ["markers"]  # no ini settings of its own
-    assert [line.split(":", 1)[0] for _, line in recorder.ini_lines] == ["phota_live"]
+    assert [name for name, _ in recorder.ini_lines] == ["ini", "markers"]
+    assert ("ini", "phota_dags_folder") in recorder.ini_lines
+    assert [line.split(":", 1)[0] for kind, line in recorder.ini_lines if kind == "markers"] == ["phota_live"]

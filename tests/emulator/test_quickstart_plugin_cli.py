@@ -83,7 +83,7 @@ def test_quickstart(phota_emulator: PhotaEmulator) -> None:
 
 
 def test_plugin_is_loaded_and_light(pytestconfig: pytest.Config) -> None:
-    assert pytestconfig.pluginmanager.has_plugin("phota")
+    assert pytestconfig.pluginmanager.has_plugin(pytest_plugin.__name__)  # loaded by tests/conftest.py
     assert pytestconfig.getoption("--phota-training-seconds") == pytest_plugin.DEFAULT_TRAINING_SECONDS
     code = (
         "import sys, airflow_provider_phota.testing.pytest_plugin, airflow_provider_phota.testing;"
@@ -159,8 +159,10 @@ def test_cli_serves_and_stops_on_sigterm() -> None:
 
 
 def test_cli_realistic_timings() -> None:
-    from airflow_provider_phota.testing.emulator import _parse_args
+    from airflow_provider_phota.testing.emulator.cli import _parse_args
 
     args = _parse_args(["--realistic"])
     assert (args.training_seconds, args.job_seconds) == (1200.0, 60.0)
     assert (args.host, args.port) == ("127.0.0.1", 8089)
+    assert args.idempotency_seconds == 24 * 3600
+    assert _parse_args(["--idempotency-seconds", "60"]).idempotency_seconds == 60.0

@@ -118,7 +118,8 @@ def test_wheel_holds_the_package_its_license_and_entry_points_only(dists: tuple[
     assert "License-Expression: Apache-2.0" in metadata
     assert "License-File: LICENSE" in metadata
     assert "provider_info = airflow_provider_phota.get_provider_info:get_provider_info" in entry_points
-    assert "phota = airflow_provider_phota.testing.pytest_plugin" in entry_points
+    assert "pytest11" not in entry_points  # the pytest plugin is opt-in (pytest_plugins in a conftest)
+    assert "phota-emulator = airflow_provider_phota.testing.emulator.cli:main" in entry_points
 
 
 def test_sdist_holds_the_sources_license_and_changelog_without_tests(dists: tuple[Path, Path]) -> None:
