@@ -44,7 +44,10 @@ from airflow_provider_phota.pricing import LIST_PRICES, PriceTable, PriceTableEx
 
 T = TypeVar("T")
 # The extras a connection may set; the provider info's ``conn-fields`` declare the same names.
-CONNECTION_EXTRAS: dict[str, ConnectionExtra | CaBundleExtra | PriceTableExtra] = {**HTTP_EXTRAS, "price_table": PriceTableExtra()}
+CONNECTION_EXTRAS: dict[str, ConnectionExtra | CaBundleExtra | PriceTableExtra] = {
+    **HTTP_EXTRAS,
+    "price_table": PriceTableExtra(),
+}
 
 if TYPE_CHECKING:
     import requests
