@@ -22,7 +22,7 @@ PENDING, IN_FLIGHT, SUCCEEDED, FAILED = "pending", "in_flight", "succeeded", "fa
 
 @dataclass
 class Row:
-    """One row (one request) and where it stands; its manifest entry is :meth:`entry`."""
+    """One row (one request) and where it stands; the runner writes it to the manifest as one entry of ``rows``."""
 
     number: int  # 1-based
     label: str  # how messages name the row: "row 3", or where a campaign file has it ("line 302")

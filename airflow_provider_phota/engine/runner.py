@@ -8,7 +8,7 @@ For each row it keeps the same promises:
 * **paid once**: each row's job carries a ``client_request_id`` derived from the DAG run, the task, the map index and
   the row's request, so a retried or cleared task gets the same jobs back. A FAILED job whose error a new job may not
   have is replaced by a job with a derived key (:func:`.requests.derived_client_request_id`), at most
-  :data:`.common.MAX_FAILED_JOBS` times per row. A FAILED job is counted as charged (the public docs never say it is
+  ``MAX_FAILED_JOBS`` times per row. A FAILED job is counted as charged (the public docs never say it is
   refunded), and a replacement that would take the task's spending past ``max_cost_usd`` is not sent;
 * **in waves**: at most ``max_in_flight`` jobs are outstanding at once; the task defers to ONE
   :class:`~airflow_provider_phota.triggers.batch.PhotaBatchTrigger` for all of them, or polls them in the worker

@@ -13,8 +13,9 @@ so a rule that is wrong there fails a row.
 Run it in-process (``with PhotaEmulator() as emu: ...``; the server lives in a background thread with its own event
 loop) or from the command line (``phota-emulator --port 8089``). See ``docs/emulator.md``.
 
-Modules: :mod:`.state` (state, ledger, clock), :mod:`.records` (what tests read), :mod:`.media` (image fetch, checks,
-rendering), :mod:`.app` (HTTP routes and jobs), :mod:`.server` (the in-process handle), :mod:`.cli`.
+Modules: ``state`` (state, ledger, clock), ``records`` (what tests read), ``media`` (image fetch, checks,
+rendering), ``app`` (HTTP routes and jobs), ``admin`` (the ``/_emulator`` routes), ``server`` (the in-process
+handle), ``cli``.
 """
 
 from __future__ import annotations
