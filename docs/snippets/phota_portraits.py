@@ -5,10 +5,10 @@ Works as written on a manual run (no logical date): the output folder is named a
 
 from __future__ import annotations
 
+# [START portraits]
 import pendulum
 from airflow.sdk import Param, dag
 
-# [START portraits]
 from airflow_provider_phota.operators.images import PhotaGenerateOperator
 from airflow_provider_phota.operators.profile import PhotaCreateProfileOperator
 from airflow_provider_phota.sensors.phota import ProfileReadySensor
