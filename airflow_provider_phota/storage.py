@@ -24,6 +24,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from airflow_provider_phota._compat import ObjectStoragePath
 from airflow_provider_phota.contract import Violation
 
 if TYPE_CHECKING:
@@ -55,7 +56,6 @@ def storage_path(location: str | os.PathLike[str] | ObjectStoragePath) -> Object
     :param location: a URI (``s3://aws_default@bucket/prefix``, ``file:///data``), a local path (made absolute,
         ``~`` expanded) or an ``ObjectStoragePath`` (returned as it is).
     """
-    from airflow_provider_phota._compat import ObjectStoragePath
 
     if isinstance(location, ObjectStoragePath):
         return location
@@ -105,7 +105,6 @@ def validate_output_folder(field: str, location: object) -> Violation | None:
     under one, and the nearest existing folder writable by this process. Remote stores are checked by resolving
     their filesystem only: that needs no request and no permission.
     """
-    from airflow_provider_phota.contract import Violation
 
     problem = validate_storage_uri(field, location)
     if problem is not None:

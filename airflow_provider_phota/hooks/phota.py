@@ -28,6 +28,7 @@ from airflow_provider_phota.exceptions import (
     raise_if_invalid,
     surely_not_processed,
 )
+from airflow_provider_phota.get_provider_info import connection_type_info
 from airflow_provider_phota.hooks.retry import RetryPolicy
 from airflow_provider_phota.hooks.transport import (
     HTTP_EXTRAS,
@@ -167,7 +168,6 @@ class PhotaHook(BaseHook):
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         """The connection form for UIs that read the hook (Airflow < 3.2); same source as the provider info."""
-        from airflow_provider_phota.get_provider_info import connection_type_info
 
         behaviour = connection_type_info()["ui-field-behaviour"]
         return {
@@ -184,7 +184,6 @@ class PhotaHook(BaseHook):
         integer, password and boolean fields (a ``FloatField`` makes them drop the whole hook), and the hook reads
         numeric strings anyway.
         """
-        from airflow_provider_phota.get_provider_info import connection_type_info
 
         try:
             from flask_appbuilder.fieldwidgets import BS3TextFieldWidget

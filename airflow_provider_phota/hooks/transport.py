@@ -13,6 +13,8 @@ import logging
 import math
 import os
 import re
+import socket
+import ssl
 import time
 from collections.abc import AsyncGenerator, Callable, Iterator, Mapping
 from contextlib import contextmanager
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
 import requests
+from urllib3.exceptions import NameResolutionError, NewConnectionError
 
 from airflow_provider_phota import metrics
 from airflow_provider_phota.contract import (
@@ -394,9 +397,6 @@ def _causes(error: BaseException) -> list[BaseException]:
 def _connection_problem(error: BaseException, host: str) -> tuple[str, bool]:
     """The provider's description of a requests connection error, and whether the request was surely never sent
     (the connection was never opened: refused, unresolvable, or a certificate refused in the handshake)."""
-    import ssl
-
-    from urllib3.exceptions import NameResolutionError, NewConnectionError
 
     causes = _causes(error)
     for cause in causes:
@@ -413,7 +413,6 @@ def _connection_problem(error: BaseException, host: str) -> tuple[str, bool]:
 
 def _tls_for_good(error: BaseException) -> bool:
     """A TLS failure another attempt cannot fix: a refused certificate, or a server that does not speak TLS."""
-    import ssl
 
     return isinstance(error, ssl.SSLCertVerificationError) or getattr(error, "reason", None) == "WRONG_VERSION_NUMBER"
 
@@ -440,7 +439,6 @@ _OPENSSL_NOISE = re.compile(r"^\[SSL: [A-Z0-9_]+\] | \(_ssl\.c:\d+\)$")
 
 def _tls_problem(error: ssl.SSLError, host: str) -> str:
     """``TLS error with HOST: certificate verify failed: ...``, with a hint for a plain-HTTP server or a private CA."""
-    import ssl
 
     text = error.args[1] if len(error.args) > 1 and isinstance(error.args[1], str) else str(error)
     problem = f"TLS error with {host}: {_OPENSSL_NOISE.sub('', text)}"
@@ -610,8 +608,6 @@ class AsyncClient:
 
 def _connector_problem(error: aiohttp.ClientConnectorError, host: str) -> str:
     """The provider's description of an aiohttp connector error, in the sync client's words."""
-    import socket
-    import ssl
 
     cause = error.os_error  # for a certificate error, the ssl.SSLCertVerificationError itself
     if isinstance(cause, ssl.SSLError):
@@ -625,7 +621,6 @@ def _connector_problem(error: aiohttp.ClientConnectorError, host: str) -> str:
 
 def _ssl_context(ca_bundle: str) -> ssl.SSLContext:
     """A verifying TLS context that trusts the CAs of ``ca_bundle`` (a PEM file or a folder of them)."""
-    import ssl
 
     if os.path.isdir(ca_bundle):
         return ssl.create_default_context(capath=ca_bundle)

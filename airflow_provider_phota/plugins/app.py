@@ -23,8 +23,11 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
+from airflow.api_fastapi.core_api.security import requires_access_dag
 from fastapi import Depends, FastAPI, HTTPException, Query
 from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from PIL import UnidentifiedImageError
 
 from airflow_provider_phota.plugins import callbacks
 from airflow_provider_phota.plugins.outputs import (
@@ -35,6 +38,7 @@ from airflow_provider_phota.plugins.outputs import (
     run_exists,
     run_images,
 )
+from airflow_provider_phota.plugins.thumbnails import image_facts, thumbnail_for
 
 CHUNK_BYTES = 256 * 1024
 _UNSAFE_IN_HEADER = re.compile(r"[^A-Za-z0-9._-]")
@@ -59,8 +63,6 @@ _GONE = "No image of this run is served at that URI"
 
 def _read_access() -> Any:
     """Airflow's dependency: the caller (JWT cookie or bearer token) may read the XComs of the path's DAG."""
-    from airflow.api_fastapi.auth.managers.models.resource_details import DagAccessEntity
-    from airflow.api_fastapi.core_api.security import requires_access_dag
 
     return Depends(requires_access_dag("GET", DagAccessEntity.XCOM))
 
@@ -98,9 +100,6 @@ def create_app() -> FastAPI:
 
     @app.get("/dags/{dag_id}/runs/{run_id}/thumbnail", dependencies=[access])
     def thumbnail(dag_id: str, run_id: str, uri: str = Query(...)) -> Response:
-        from PIL import UnidentifiedImageError
-
-        from airflow_provider_phota.plugins.thumbnails import thumbnail_for
 
         image = _recorded(dag_id, run_id, uri)
         try:
@@ -162,7 +161,6 @@ def _facts(image: GalleryImage, measured: tuple[int, int, int] | None) -> list[s
 
 
 def _card(image: GalleryImage) -> str:
-    from airflow_provider_phota.plugins.thumbnails import image_facts
 
     query = urlencode({"uri": image.uri}, quote_via=quote)
     where = image.task_id + (f" [{image.map_index}]" if image.map_index >= 0 else "")

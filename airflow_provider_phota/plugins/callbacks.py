@@ -32,11 +32,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+from airflow.assets.manager import asset_manager
+from airflow.configuration import conf
+from airflow.models.asset import AssetEvent, AssetModel
+from airflow.utils.session import create_session
 from fastapi import APIRouter, Request, Response
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from airflow_provider_phota import contract
 from airflow_provider_phota.contract import Endpoint, JobState
+from airflow_provider_phota.hooks.phota import PhotaHook
 
 log = logging.getLogger(__name__)
 
@@ -67,7 +73,6 @@ def job_asset_uri(endpoint: str) -> str:
 
 def callback_conn_id() -> str:
     """The connection whose account signs the callbacks: ``[phota] callback_conn_id``, else ``phota_default``."""
-    from airflow.configuration import conf
 
     return str(conf.get(CONFIG_SECTION, CONFIG_CONN_ID, fallback=DEFAULT_CONN_ID))
 
@@ -92,7 +97,6 @@ class _SecretCache:
 
     @staticmethod
     def _fetch() -> str | None:
-        from airflow_provider_phota.hooks.phota import PhotaHook
 
         conn_id = callback_conn_id()
         try:
@@ -186,10 +190,6 @@ def _same_job(recorded: Any, extra: Mapping[str, Any]) -> bool:
 def record_event(extra: Mapping[str, Any]) -> bool | None:
     """Record one event of every asset with the job's URI, in one transaction: ``True``; ``False`` when the same
     job and status are already recorded (a replay); ``None`` when no asset has that URI (no DAG uses it)."""
-    from airflow.assets.manager import asset_manager
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
 
     uri = job_asset_uri(extra["endpoint"])
     with _record_lock, create_session() as session:

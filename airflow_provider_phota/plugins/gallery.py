@@ -15,7 +15,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from airflow import __version__
 from airflow.plugins_manager import AirflowPlugin
+from packaging.version import Version
 
 log = logging.getLogger(__name__)
 
@@ -30,11 +32,8 @@ MINIMUM_AIRFLOW = "3.1.0"
 
 def gallery_supported(version: str | None = None) -> bool:
     """Whether this Airflow (or ``version``) has FastAPI plugin apps and external views: 3.1.0 and later."""
-    from packaging.version import Version
 
     if version is None:
-        from airflow import __version__
-
         version = str(__version__)
     return Version(Version(version).base_version) >= Version(MINIMUM_AIRFLOW)
 

@@ -28,6 +28,14 @@ from dataclasses import dataclass
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+from airflow.models.dagrun import DagRun
+from airflow.models.renderedtifields import RenderedTaskInstanceFields as Rendered
+from airflow.models.xcom import XComModel
+from airflow.utils.session import create_session
+from sqlalchemy import select
+
+from airflow_provider_phota.storage import storage_path
+
 IMAGE_ENDPOINTS = frozenset({"edit", "generate", "enhance", "remix"})
 ROOTS_ENV = "PHOTA_GALLERY_ROOTS"
 MAX_MANIFEST_BYTES = 16 * 1024 * 1024
@@ -170,7 +178,6 @@ def _open_within(uri: str, root: str) -> tuple[IO[bytes], int, str]:
     scheme, _, path = _split(uri)  # type: ignore[misc]  # within() checked it splits
     if scheme in ("file", "local"):
         return _open_local(path, _split(root)[2])  # type: ignore[index]
-    from airflow_provider_phota.storage import storage_path
 
     source = storage_path(uri)
     try:
@@ -343,9 +350,6 @@ def _decode(raw: object) -> object:
 
 def run_exists(dag_id: str, run_id: str) -> bool:
     """Whether the DAG run exists (read from the metadata database)."""
-    from airflow.models.dagrun import DagRun
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
 
     with create_session() as session:
         found = session.scalar(select(DagRun.id).where(DagRun.dag_id == dag_id, DagRun.run_id == run_id).limit(1))
@@ -356,10 +360,6 @@ def run_images(
     dag_id: str, run_id: str, *, task_id: str | None = None, map_index: int | None = None
 ) -> list[GalleryImage]:
     """The run's output images, in the order their tasks finished (read from the metadata database)."""
-    from airflow.models.renderedtifields import RenderedTaskInstanceFields as Rendered
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
 
     query = (
         select(XComModel.task_id, XComModel.map_index, XComModel.value)

@@ -30,6 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from airflow.configuration import AIRFLOW_HOME
+from PIL import Image, UnidentifiedImageError
+
 from airflow_provider_phota.plugins.outputs import NotServable, OpenedOutput, open_output
 
 log = logging.getLogger(__name__)
@@ -61,7 +64,6 @@ def cache_folder() -> Path:
     configured = os.environ.get(_CACHE_ENV)
     if configured:
         return Path(configured)
-    from airflow.configuration import AIRFLOW_HOME
 
     return Path(AIRFLOW_HOME) / "phota-gallery-cache"
 
@@ -120,7 +122,6 @@ def _key(folder: Path, uri: str, version: str) -> str:
 
 def encode_thumbnail(image: Any) -> bytes:
     """``image`` (a Pillow image, modified in place) as a JPEG of at most ``MAX_THUMBNAIL_BYTES``."""
-    from PIL import Image
 
     image.thumbnail(THUMBNAIL_BOX, Image.Resampling.LANCZOS)
     if image.mode != "RGB":
@@ -162,7 +163,6 @@ def _cached(folder: Path | None, uri: str, opened: OpenedOutput) -> tuple[Path, 
 def image_facts(uri: str, root: str, folder: Path | None = None) -> tuple[int, int, int] | None:
     """``(width, height, bytes)`` of the listed image at ``uri``: from the thumbnail cache, else from the image's
     header (Pillow reads only the first kilobytes); ``None`` when it is gone or not a raster image."""
-    from PIL import Image, UnidentifiedImageError
 
     try:
         opened = open_output(uri, root)
@@ -183,7 +183,6 @@ def image_facts(uri: str, root: str, folder: Path | None = None) -> tuple[int, i
 def thumbnail_for(uri: str, root: str, folder: Path | None = None) -> Thumbnail:
     """The thumbnail of the listed image at ``uri``, from the cache or made now. Raises :class:`NotServable` when
     the file is not one the gallery serves and ``PIL.UnidentifiedImageError`` when Pillow cannot decode it."""
-    from PIL import Image
 
     opened = open_output(uri, root)
     with opened.handle as handle:

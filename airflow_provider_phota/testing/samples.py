@@ -8,14 +8,18 @@ one stylised subject (varied angle, light and background, as the service's photo
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import http.server
+import io
 import threading
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 from urllib.parse import quote
+
+from PIL import Image, ImageDraw, ImageFilter
 
 from airflow_provider_phota.storage import IMAGE_SUFFIXES
 
@@ -24,7 +28,6 @@ def make_subject_photos(
     folder: str | Path, count: int = 12, *, subject: str = "demo-subject", size: int = 768
 ) -> list[Path]:
     """Write ``count`` JPEG photos of one subject into ``folder`` and return their paths (sorted)."""
-    from PIL import Image, ImageDraw, ImageFilter
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -61,10 +64,6 @@ def image_base64(
     width: int, height: int, *, image_format: str = "PNG", color: tuple[int, int, int] = (10, 200, 30)
 ) -> str:
     """A base64 image of the given size: an input for edit, enhance or remix requests in tests."""
-    import base64
-    import io
-
-    from PIL import Image
 
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), color).save(buffer, format=image_format)
@@ -73,9 +72,6 @@ def image_base64(
 
 def open_image(data: bytes) -> Any:
     """A PIL image loaded from bytes (an output of the API or the emulator), ready to check size and format."""
-    import io
-
-    from PIL import Image
 
     image = Image.open(io.BytesIO(data))
     image.load()

@@ -32,7 +32,9 @@ import asyncio
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
+from airflow_provider_phota import contract
 from airflow_provider_phota._compat import AirflowNotFoundException, TriggerEvent
+from airflow_provider_phota.exceptions import PhotaError, PhotaNotFoundError, raise_if_invalid
 
 try:
     from airflow.triggers.base import BaseEventTrigger
@@ -63,8 +65,6 @@ class PhotaProfileReadyEventTrigger(BaseEventTrigger):
         max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
         include_existing: bool = False,
     ) -> None:
-        from airflow_provider_phota import contract
-        from airflow_provider_phota.exceptions import raise_if_invalid
 
         problems = contract.validate_tag(tag)
         if not float(poll_interval) > 0:
@@ -122,7 +122,6 @@ class PhotaProfileReadyEventTrigger(BaseEventTrigger):
     async def _statuses(self, hook: Any, profile_ids: list[str]) -> dict[str, Any]:
         """The states of ``profile_ids``, at most ``max_concurrency`` GETs at once; a profile deleted meanwhile
         (404) or a transient error leaves it out of this round."""
-        from airflow_provider_phota.exceptions import PhotaError, PhotaNotFoundError
 
         gate = asyncio.Semaphore(self.max_concurrency)
 
@@ -140,7 +139,6 @@ class PhotaProfileReadyEventTrigger(BaseEventTrigger):
         return {profile_id: state for profile_id, state in zip(profile_ids, answers, strict=True) if state is not None}
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        from airflow_provider_phota.exceptions import PhotaError
         from airflow_provider_phota.hooks.phota import PhotaHook
 
         hook = PhotaHook(self.phota_conn_id)
