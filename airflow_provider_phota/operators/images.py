@@ -91,67 +91,9 @@ class PhotaStudioOperator(PhotaJobsOperator):
 _MODEL_TEMPLATE_FIELDS = ("num_output_images", "aspect_ratio", "resolution", "base_model", "quality")
 
 
-class PhotaEditOperator(PhotaStudioOperator):
-    """Edit 1-10 images with a prompt, keeping the identity of the named profiles. The other arguments are
-    :class:`PhotaStudioOperator`'s.
+class _PromptedStudioOperator(PhotaStudioOperator):
+    """What edit and generate share: a prompt and the model options (documented on each of them)."""
 
-    :param prompt: the instruction; may reference profiles inline as ``[[profile_id]]`` (templated).
-    :param images: the input images, 1-10 (templated).
-    :param profile_ids: the profiles whose identities to preserve (templated).
-    :param num_output_images: 1-4 images (default 1; templated).
-    :param aspect_ratio: ``auto``, ``1:1``, ``3:4``, ``4:3``, ``9:16`` or ``16:9`` (templated).
-    :param resolution: ``1K``, ``2K`` or ``4K``, as the base model allows (templated).
-    :param base_model: ``nb2`` (default), ``gpt-image-2``, ``qwen-image-2``, ``flux-2`` or ``reve`` (templated).
-    :param quality: ``auto``, ``low``, ``medium`` or ``high``, with ``gpt-image-2`` only (templated).
-    """
-
-    endpoint = Endpoint.EDIT
-    template_fields: Sequence[str] = (
-        *PhotaStudioOperator.template_fields,
-        "prompt",
-        "images",
-        "profile_ids",
-        *_MODEL_TEMPLATE_FIELDS,
-    )
-    template_fields_renderers = {"images": "json", "profile_ids": "json"}
-
-    def __init__(
-        self,
-        *,
-        prompt: str,
-        images: Sequence[Any] | str,
-        profile_ids: Sequence[str] | str | None = None,
-        num_output_images: int | str | None = None,
-        aspect_ratio: str | None = None,
-        resolution: str | None = None,
-        base_model: str | None = None,
-        quality: str | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(**kwargs)
-        self.prompt = prompt
-        self.images = images
-        self.profile_ids = profile_ids
-        self.num_output_images = num_output_images
-        self.aspect_ratio = aspect_ratio
-        self.resolution = resolution
-        self.base_model = base_model
-        self.quality = quality
-
-
-class PhotaGenerateOperator(PhotaStudioOperator):
-    """Generate images from a prompt; bring profiles in with inline ``[[profile_id]]`` tokens. The other arguments
-    are :class:`PhotaStudioOperator`'s.
-
-    :param prompt: what to generate; ``[[profile_id]]`` puts that profile's identity in (templated).
-    :param num_output_images: 1-4 images (default 1; templated).
-    :param aspect_ratio: ``auto``, ``1:1``, ``3:4``, ``4:3``, ``9:16`` or ``16:9`` (templated).
-    :param resolution: ``1K``, ``2K`` or ``4K``, as the base model allows (templated).
-    :param base_model: ``nb2`` (default), ``gpt-image-2``, ``qwen-image-2``, ``flux-2`` or ``reve`` (templated).
-    :param quality: ``auto``, ``low``, ``medium`` or ``high``, with ``gpt-image-2`` only (templated).
-    """
-
-    endpoint = Endpoint.GENERATE
     template_fields: Sequence[str] = (*PhotaStudioOperator.template_fields, "prompt", *_MODEL_TEMPLATE_FIELDS)
 
     def __init__(
@@ -172,6 +114,47 @@ class PhotaGenerateOperator(PhotaStudioOperator):
         self.resolution = resolution
         self.base_model = base_model
         self.quality = quality
+
+
+class PhotaEditOperator(_PromptedStudioOperator):
+    """Edit 1-10 images with a prompt, keeping the identity of the named profiles. The other arguments are
+    :class:`PhotaStudioOperator`'s.
+
+    :param prompt: the instruction; may reference profiles inline as ``[[profile_id]]`` (templated).
+    :param images: the input images, 1-10 (templated).
+    :param profile_ids: the profiles whose identities to preserve (templated).
+    :param num_output_images: 1-4 images (default 1; templated).
+    :param aspect_ratio: ``auto``, ``1:1``, ``3:4``, ``4:3``, ``9:16`` or ``16:9`` (templated).
+    :param resolution: ``1K``, ``2K`` or ``4K``, as the base model allows (templated).
+    :param base_model: ``nb2`` (default), ``gpt-image-2``, ``qwen-image-2``, ``flux-2`` or ``reve`` (templated).
+    :param quality: ``auto``, ``low``, ``medium`` or ``high``, with ``gpt-image-2`` only (templated).
+    """
+
+    endpoint = Endpoint.EDIT
+    template_fields: Sequence[str] = (*_PromptedStudioOperator.template_fields, "images", "profile_ids")
+    template_fields_renderers = {"images": "json", "profile_ids": "json"}
+
+    def __init__(
+        self, *, images: Sequence[Any] | str, profile_ids: Sequence[str] | str | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(**kwargs)
+        self.images = images
+        self.profile_ids = profile_ids
+
+
+class PhotaGenerateOperator(_PromptedStudioOperator):
+    """Generate images from a prompt; bring profiles in with inline ``[[profile_id]]`` tokens. The other arguments
+    are :class:`PhotaStudioOperator`'s.
+
+    :param prompt: what to generate; ``[[profile_id]]`` puts that profile's identity in (templated).
+    :param num_output_images: 1-4 images (default 1; templated).
+    :param aspect_ratio: ``auto``, ``1:1``, ``3:4``, ``4:3``, ``9:16`` or ``16:9`` (templated).
+    :param resolution: ``1K``, ``2K`` or ``4K``, as the base model allows (templated).
+    :param base_model: ``nb2`` (default), ``gpt-image-2``, ``qwen-image-2``, ``flux-2`` or ``reve`` (templated).
+    :param quality: ``auto``, ``low``, ``medium`` or ``high``, with ``gpt-image-2`` only (templated).
+    """
+
+    endpoint = Endpoint.GENERATE
 
 
 class PhotaEnhanceOperator(PhotaStudioOperator):
