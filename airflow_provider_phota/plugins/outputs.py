@@ -34,6 +34,7 @@ from airflow.models.xcom import XComModel
 from airflow.utils.session import create_session
 from sqlalchemy import select
 
+from airflow_provider_phota.contract import image_format
 from airflow_provider_phota.storage import storage_path
 
 IMAGE_ENDPOINTS = frozenset({"edit", "generate", "enhance", "remix"})
@@ -43,6 +44,7 @@ _HEAD_BYTES = 32
 _UNSAFE_IN_URI = ("%", "\\", "?", "#", "\x00", "\n", "\r")
 _HEIF_BRANDS = {b"heic": "image/heic", b"heix": "image/heic", b"heif": "image/heif", b"mif1": "image/heif"}
 _AVIF_BRANDS = (b"avif", b"avis")
+_MEDIA_TYPES = {"jpeg": "image/jpeg", "png": "image/png", "webp": "image/webp"}
 INLINE_TYPES = frozenset({"image/png", "image/jpeg", "image/webp", "image/avif"})
 """Raster types browsers show; the gallery serves the others (HEIC/HEIF) as attachments."""
 
@@ -85,19 +87,13 @@ class OpenedOutput:
 
 
 def raster_type(head: bytes) -> str | None:
-    """The image type of a file from its first bytes (PNG, JPEG, WebP, AVIF, HEIC/HEIF), else ``None``."""
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    if head[4:8] == b"ftyp":
+    """The image type of a file from its first bytes (PNG, JPEG, WebP, AVIF, HEIC/HEIF), else ``None``: the
+    contract's formats, plus AVIF and the HEIF brands the gallery may show as well."""
+    known = _MEDIA_TYPES.get(image_format(head) or "")
+    if known is None and head[4:8] == b"ftyp":
         brand = head[8:12]
-        if brand in _AVIF_BRANDS:
-            return "image/avif"
-        return _HEIF_BRANDS.get(brand)
-    return None
+        return "image/avif" if brand in _AVIF_BRANDS else _HEIF_BRANDS.get(brand)
+    return known
 
 
 def _split(location: str, *, tidy: bool = False) -> tuple[str, str, str] | None:

@@ -16,6 +16,8 @@ from typing import Literal
 
 from PIL import Image, ImageDraw, ImageFont
 
+from airflow_provider_phota.contract import image_format
+
 OutputFormat = Literal["png", "jpg"]
 
 PNG_COMPRESS_LEVEL = 1  # fast; the smooth gradients compress well anyway
@@ -162,22 +164,8 @@ def is_decodable_image(data: bytes) -> bool:
 INPUT_FORMATS_TEXT = "a JPEG, PNG, WebP or HEIC image"
 # Major brands of an ISO-BMFF ``ftyp`` box that mean HEIC/HEIF. Only the major brand counts: AVIF files list
 # ``mif1`` among their compatible brands, and AVIF is not an accepted format.
-HEIC_BRANDS = frozenset({b"heic", b"heix", b"mif1", b"msf1", b"hevc"})
 # Formats Pillow reads without plugins; HEIC needs one (pillow-heif), so the emulator checks HEIC by its header only.
 PILLOW_FORMATS = frozenset({"jpeg", "png", "webp"})
-
-
-def sniff_input_format(data: bytes) -> str | None:
-    """``"jpeg"``, ``"png"``, ``"webp"`` or ``"heic"`` from the magic bytes; ``None`` for anything else."""
-    if data[:3] == b"\xff\xd8\xff":
-        return "jpeg"
-    if data[:4] == b"\x89PNG":
-        return "png"
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "webp"
-    if data[4:8] == b"ftyp" and data[8:12] in HEIC_BRANDS:
-        return "heic"
-    return None
 
 
 def input_image_problem(data: bytes, *, full_decode: bool = False) -> str | None:
@@ -188,7 +176,7 @@ def input_image_problem(data: bytes, *, full_decode: bool = False) -> str | None
     """
     if not data:
         return "is empty"
-    fmt = sniff_input_format(data)
+    fmt = image_format(data)
     if fmt is None:
         return f"is not {INPUT_FORMATS_TEXT} (it starts with {data[:12]!r})"
     if fmt in PILLOW_FORMATS:
@@ -200,4 +188,4 @@ def input_image_problem(data: bytes, *, full_decode: bool = False) -> str | None
 
 def input_image_size(data: bytes) -> tuple[int, int] | None:
     """Pixel size of an accepted input image; ``None`` for HEIC (not parsed) or anything unreadable."""
-    return image_size(data) if sniff_input_format(data) in PILLOW_FORMATS else None
+    return image_size(data) if image_format(data) in PILLOW_FORMATS else None
