@@ -684,10 +684,12 @@ def sign_callback(secret: str, raw_body: bytes) -> str:
 
 
 def verify_callback_signature(secret: str, raw_body: bytes, signature: str | None) -> bool:
-    """Constant-time check of a callback signature against the account's webhook secret."""
+    """Constant-time check of a callback signature against the account's webhook secret (bytes are compared, so
+    a header with non-ASCII characters is simply wrong, never an error)."""
     if not signature:
         return False
-    return hmac.compare_digest(sign_callback(secret, raw_body), signature.strip())
+    expected = sign_callback(secret, raw_body).encode()
+    return hmac.compare_digest(expected, signature.strip().encode("utf-8", "replace"))
 
 
 # --- outputs (api-decisions D14) -------------------------------------------------------------------------------

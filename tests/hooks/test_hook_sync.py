@@ -390,8 +390,9 @@ def test_verify_callback(hook: PhotaHook, emu: PhotaEmulator) -> None:
     assert hook.verify_callback(body, signature[:-1] + ("0" if signature[-1] != "0" else "1")) is False
     assert hook.verify_callback(body, None) is False
     assert hook.verify_callback(body, contract.sign_callback("another-secret", body)) is False
+    assert hook.verify_callback(body, "sha256=caf\u00e9") is False  # non-ASCII: wrong, not a TypeError
     # The secret was fetched from the API for each check (no secret given).
-    assert len(emu.requests_to(f"{API}/webhook-secret")) == 5
+    assert len(emu.requests_to(f"{API}/webhook-secret")) == 6
 
 
 def test_verify_callback_with_a_given_secret_makes_no_request(hook: PhotaHook, emu: PhotaEmulator) -> None:
