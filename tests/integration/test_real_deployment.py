@@ -8,7 +8,7 @@ the emulator's clock, so both waits are real deferrals and end only when the tes
 1. the sensor's task instance is seen ``deferred`` with its ProfileReadyTrigger claimed by a triggerer job, and
    the triggerer polls the profile while the task is deferred (no worker runs it then); only then does training
    "finish" (the emulator's clock moves on);
-2. the same for the image operator and its PhotaJobTrigger, then the job finishes;
+2. the same for the image operator and its job trigger (PhotaBatchTrigger, one row), then the job finishes;
 3. the run succeeds; the triggers' own log parts say they fired, the images are on disk and open, the job was
    submitted and charged once. Every process of the deployment is stopped, and none is left.
 """
@@ -39,7 +39,7 @@ API_KEY = "integration-key"
 TRAINING_SECONDS = 600.0
 JOB_SECONDS = 600.0
 PROFILE_TRIGGER = "airflow_provider_phota.triggers.phota.ProfileReadyTrigger"
-JOB_TRIGGER = "airflow_provider_phota.triggers.phota.PhotaJobTrigger"
+JOB_TRIGGER = "airflow_provider_phota.triggers.batch.PhotaBatchTrigger"
 # Bounds of the phases. On a 2-core machine the components are up about 30-40 s after the start and a task
 # starts in 1-5 s; the bounds leave room for a machine busy with other work.
 START_TIMEOUT = 180.0
@@ -198,8 +198,11 @@ def test_deferrable_dag_in_a_real_deployment(
     # One job, submitted and charged once; its two images are on disk and are real images.
     assert len(emulator.requests_to(f"{contract.API_PREFIX}/generate", "POST")) == 1
     assert [(charge.ref, charge.units) for charge in emulator.charges("images")] == [(generate_job, 2)]
-    outputs = sorted(output_dir.iterdir())
+    # Beside them, the task's manifest (its state across tries), which names exactly those two files.
+    manifest = json.loads((output_dir / "generate-manifest.json").read_text())
+    outputs = sorted(path for path in output_dir.iterdir() if path.suffix == ".png")
     assert len(outputs) == 2, outputs
+    assert sorted(manifest["rows"][0]["output_uris"]) == [path.as_uri() for path in outputs]
     for path in outputs:
         with Image.open(path) as image:
             image.load()
