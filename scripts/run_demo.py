@@ -144,7 +144,7 @@ def run(verbose: bool) -> int:
         " in workers, the rest on the triggerer)"
     )
     bill = ", ".join(f"{c.kind} {c.endpoint} ${c.amount_usd:.2f}" for c in charges)
-    print(f"    async jobs polled {job_polls} times (one look after each submit, the rest on the triggerer)")
+    print(f"    async jobs polled {job_polls} times (GETs only: on the triggerer, and once as each task resumes)")
     print(f"    charges:       {bill}")
     print(f"    images:        {OUTPUT / 'images'}")
     print(f"    published:     {manifests[-1].parent}")
