@@ -30,24 +30,19 @@ from typing import Any
 
 from airflow_provider_phota import contract
 from airflow_provider_phota.contract import Endpoint, Violation
+from airflow_provider_phota.engine.rows import COUNT_ALIAS, OPERATOR_FIELDS, PROFILE_TAG
 
 __all__ = [
-    "COUNT_COLUMN",
     "ID_COLUMN",
-    "PROFILE_TAG_COLUMN",
     "CampaignRow",
     "check_rows",
     "read_campaign",
     "row_columns",
 ]
 
-PROFILE_TAG_COLUMN = "profile_tag"  # the rows of a tag use its newest READY profile
-COUNT_COLUMN = "count"  # the campaign files' name for num_output_images
 ID_COLUMN = "id"  # the row's own name, for messages; never sent
 SUFFIXES = (".csv", ".json", ".jsonl")
 FIELD = "requests"  # the batch operator's argument the rows come from
-# Request fields the batch operator sets itself (async jobs with download URLs): never a row's.
-OPERATOR_COLUMNS = contract.ASYNC_FIELDS | {"response_mode"}
 _DELIMITERS = (",", ";")
 
 
@@ -63,7 +58,7 @@ def row_columns(endpoint: Endpoint | str) -> frozenset[str]:
     """What a row of a batch to ``endpoint`` may set: the endpoint's request fields (without the ones the batch
     operator sets itself: ``async``, ``callback_url``, ``client_request_id``, ``response_mode``) plus
     ``profile_tag`` and ``count``."""
-    return (contract.ENDPOINT_FIELDS[Endpoint(endpoint)] - OPERATOR_COLUMNS) | {PROFILE_TAG_COLUMN, COUNT_COLUMN}
+    return (contract.ENDPOINT_FIELDS[Endpoint(endpoint)] - OPERATOR_FIELDS) | {PROFILE_TAG, COUNT_ALIAS}
 
 
 def check_rows(
@@ -227,7 +222,7 @@ def _unknown_column(name: str, labels: list[str], total: int, allowed: frozenset
         where = f"{len(labels)} of {total} rows, first {labels[0]}"
     close = difflib.get_close_matches(name, sorted(allowed), n=1)
     hint = f"; did you mean {close[0]!r}?" if close else ""
-    what = "is set by the batch operator, not by a row" if name in OPERATOR_COLUMNS else "is not a request field"
+    what = "is set by the batch operator, not by a row" if name in OPERATOR_FIELDS else "is not a request field"
     allowed_text = ", ".join(repr(column) for column in sorted(allowed))
     return Violation(
         f"column {name!r}",

@@ -136,8 +136,9 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
     def studio_endpoint(self) -> Endpoint:
         raise NotImplementedError
 
-    def raw_rows(self) -> list[tuple[str, Any]] | Violation:
-        """``(label, row)`` pairs; a row is a mapping of request fields, or the violation of the rows argument."""
+    def raw_rows(self) -> tuple[list[tuple[str, Any]], list[Violation]]:
+        """``(label, row)`` pairs (a row is a mapping of request fields), and what is wrong with the rows argument
+        itself (a file that cannot be read, a column no row may set)."""
         raise NotImplementedError
 
     def operator_violations(self) -> list[Violation]:
@@ -221,10 +222,11 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
             problems += [problem] if problem else []
         if problems:
             raise PhotaValidationError(problems, context=name)
-        raw_rows = self.raw_rows()
-        if isinstance(raw_rows, Violation) or not raw_rows:
-            empty = Violation("requests", "has no rows", "at least one row")
-            raise PhotaValidationError([raw_rows if isinstance(raw_rows, Violation) else empty], context=name)
+        raw_rows, problems = self.raw_rows()
+        if not raw_rows and not problems:
+            problems = [Violation("requests", "has no rows", "at least one row")]
+        if not raw_rows:
+            raise PhotaValidationError(problems, context=name)
         manifest = dict(state) if state is not None else self._read_manifest(context)
         profiles = self._profiles(raw_rows, manifest.get("profiles") or {})
         rows: list[Row] = []

@@ -14,20 +14,18 @@ XCom and the Asset events of the outlets get counts and the manifest's URI only
 from __future__ import annotations
 
 import ast
-import csv
-import io
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_phota.campaign_files import check_rows, read_campaign, row_columns
 from airflow_provider_phota.contract import OUTPUT_FORMATS, Endpoint, Violation
-from airflow_provider_phota.engine.rows import SUCCEEDED, Batch, row_labels
+from airflow_provider_phota.engine.rows import SUCCEEDED, Batch
 from airflow_provider_phota.engine.runner import PhotaJobsOperator
 from airflow_provider_phota.pricing import Cost
 from airflow_provider_phota.results import BatchOperatorResult
-from airflow_provider_phota.storage import storage_path, validate_storage_uri
 
 if TYPE_CHECKING:
     from airflow_provider_phota.hooks.phota import PhotaHook
@@ -35,38 +33,13 @@ if TYPE_CHECKING:
 # The API documents no rate limit (api-decisions D13 only says how a 429 looks). 100 jobs in flight keep the polling
 # at 20 GETs/s at the default 5 s interval and one wave's submits at 100 POSTs, which the hook paces on 429s.
 DEFAULT_MAX_IN_FLIGHT = 100
+LIST_OF_ROWS = "a list of request dicts, or a .csv, .json or .jsonl file of rows"
 
 
 def _count_violations(name: str, value: Any, *, minimum: int) -> list[Violation]:
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         return [Violation(name, f"{value!r} is out of range", f"an integer >= {minimum}")]
     return []
-
-
-def _read_rows(location: str) -> list[Any] | Violation:
-    """The rows of a CSV (with a header) or JSON (a list of objects) campaign file."""
-    allowed = "a list of request dicts, or the URI or path of a .csv or .json file of rows"
-    if "://" in location[:24]:
-        problem = validate_storage_uri("requests", location)
-        if problem is not None:
-            return problem
-    path = storage_path(location)
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".json"):
-        return Violation("requests", f"{location!r} is neither a .csv nor a .json file", allowed)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        return Violation("requests", f"{location} does not exist", allowed)
-    except (OSError, ValueError) as error:
-        return Violation("requests", f"{location} cannot be read: {error}", allowed)
-    if suffix == ".csv":
-        return list(csv.DictReader(io.StringIO(text)))
-    try:
-        rows = json.loads(text)
-    except ValueError as error:
-        return Violation("requests", f"{location} is not JSON: {error}", allowed)
-    return rows if isinstance(rows, list) else Violation("requests", f"{location} is not a JSON list", allowed)
 
 
 class PhotaBatchOperator(PhotaJobsOperator):
@@ -85,8 +58,13 @@ class PhotaBatchOperator(PhotaJobsOperator):
 
     :param endpoint: ``edit``, ``generate``, ``enhance`` or ``remix`` (templated).
     :param requests: the rows: a list of request dicts (e.g. an upstream task's XCom, or a template rendering to a
-        list literal), or the URI or local path of a ``.csv`` file (with a header) or a ``.json`` file (a list of
-        objects) (templated).
+        list literal), or the URI or local path of a campaign file: ``.csv`` with a header (as spreadsheets save it:
+        a BOM, CRLF, ``,`` or ``;``, quoted newlines, blank lines), ``.json`` (a list of objects) or ``.jsonl``
+        (templated). An ``id`` column names its row in messages and is never sent
+        (:mod:`~airflow_provider_phota.campaign_files`).
+    :param ignore_columns: columns of the rows to leave out (``owner_notes``...). Any other column a row may not set
+        fails the task before anything is paid, named once with the rows it is in: a typo must not render the wrong
+        thing (templated).
     :param output_path: the folder the images and the manifest are written to: a local path or an object storage URI
         such as ``s3://aws_default@bucket/prefix``; required, because a batch's signed URLs would not fit in XCom
         (templated).
@@ -111,6 +89,7 @@ class PhotaBatchOperator(PhotaJobsOperator):
     template_fields: Sequence[str] = (
         "endpoint",
         "requests",
+        "ignore_columns",
         "output_path",
         "output_format",
         "max_cost_usd",
@@ -127,11 +106,13 @@ class PhotaBatchOperator(PhotaJobsOperator):
         output_path: str,
         max_in_flight: int = DEFAULT_MAX_IN_FLIGHT,
         max_failed_rows: int = 0,
+        ignore_columns: Collection[str] = (),
         **kwargs: Any,
     ) -> None:
         super().__init__(output_path=output_path, **kwargs)
         self.endpoint = endpoint
         self.requests = requests
+        self.ignore_columns = ignore_columns
         self.max_in_flight = max_in_flight
         self.max_failed_rows = max_failed_rows
 
@@ -158,23 +139,27 @@ class PhotaBatchOperator(PhotaJobsOperator):
         problems += _count_violations("max_in_flight", self.max_in_flight, minimum=1)
         return problems + _count_violations("max_failed_rows", self.max_failed_rows, minimum=0)
 
-    def raw_rows(self) -> list[tuple[str, Any]] | Violation:
-        value = self.requests
+    def raw_rows(self) -> tuple[list[tuple[str, Any]], list[Violation]]:
+        """The rows, labelled with where they are (``line 302 (id 'spring-17')`` in a file, ``row 3`` inline), and
+        one problem per column a row may not set: such a column is left out of every row, so it is named once."""
+        value: Any = self.requests
+        allowed = row_columns(self.endpoint) if self.endpoint in set(Endpoint) else frozenset()
         if isinstance(value, str):
             text = value.strip()
             if not text.startswith("["):
-                rows = _read_rows(text)
-                return rows if isinstance(rows, Violation) else row_labels(rows)
+                rows, problems = read_campaign(text, allowed=allowed, ignore_columns=self.ignore_columns)
+                return [(row.label, {k: v for k, v in row.values.items() if k in allowed}) for row in rows], problems
             try:  # a list rendered by a template: JSON, or the Python literal of an XCom value
                 value = json.loads(text)
             except ValueError:
                 try:
                     value = ast.literal_eval(text)
                 except (ValueError, SyntaxError):
-                    return Violation("requests", "is neither a list literal nor a file", "a list of request dicts")
+                    return [], [Violation("requests", "is neither a list literal nor a file", LIST_OF_ROWS)]
         if not isinstance(value, list | tuple):
-            return Violation("requests", f"must be a list, got {type(value).__name__}", "a list of request dicts")
-        return row_labels(value)
+            return [], [Violation("requests", f"must be a list, got {type(value).__name__}", LIST_OF_ROWS)]
+        rows, problems = check_rows(value, allowed=allowed, ignore_columns=self.ignore_columns)
+        return [(row.label, {k: v for k, v in row.values.items() if k in allowed}) for row in rows], problems
 
     def result(self, batch: Batch, cost: Cost, manifest_uri: str | None) -> BatchOperatorResult:
         counts = batch.counts()

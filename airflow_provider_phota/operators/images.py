@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from airflow_provider_phota import contract
-from airflow_provider_phota.contract import Endpoint
+from airflow_provider_phota.contract import Endpoint, Violation
 from airflow_provider_phota.engine.rows import Batch
 from airflow_provider_phota.engine.runner import PhotaJobsOperator
 from airflow_provider_phota.pricing import Cost
@@ -68,9 +68,9 @@ class PhotaStudioOperator(PhotaJobsOperator):
     def studio_endpoint(self) -> Endpoint:
         return self.endpoint
 
-    def raw_rows(self) -> list[tuple[str, Any]]:
+    def raw_rows(self) -> tuple[list[tuple[str, Any]], list[Violation]]:
         fields = contract.ENDPOINT_FIELDS[self.endpoint] - contract.ASYNC_FIELDS - {"response_mode"}
-        return [("", {name: getattr(self, name, None) for name in sorted(fields)})]
+        return [("", {name: getattr(self, name, None) for name in sorted(fields)})], []
 
     def result(self, batch: Batch, cost: Cost, manifest_uri: str | None) -> ImageOperatorResult:
         row = batch.rows[0]

@@ -394,7 +394,9 @@ def test_batch_survives_killed_worker_and_triggerer(
         with Image.open(path) as image:
             image.load()
             assert image.size == (1024, 1024), (path, image.size)
-    assert sorted(output_dir.iterdir()) == sorted([*outputs, output_dir / "manifest.json"])
+    # Beside them: the run's manifest and each task instance's own (the engine's state across tries).
+    task_manifests = [output_dir / f"render-map{row}-manifest.json" for row in range(ROWS)]
+    assert sorted(output_dir.iterdir()) == sorted([*outputs, output_dir / "manifest.json", *task_manifests])
 
     # The key is in no file of the deployment (logs, component output) and in no table. The searches find what
     # is there: the held job's id is in the logs and in the database.

@@ -51,15 +51,15 @@ class HeldGenerateOperator(PhotaGenerateOperator):
         if hold_file and ti.map_index == HOLD_ROW and not Path(hold_file).exists():
             from airflow.sdk.api.client import get_hostname
 
-            trigger = kwargs["trigger"]
+            (job_id,) = kwargs["trigger"].job_ids  # one row: one job in the engine's job trigger
             details = {
-                "job_id": trigger.job_id,
+                "job_id": job_id,
                 "hostname": get_hostname(),
                 "pid": os.getpid(),
                 "try_number": ti.try_number,
             }
             Path(hold_file).write_text(json.dumps(details))
-            self.log.info("Test hold: job %s submitted, not deferring for up to %.0f s", trigger.job_id, HOLD_SECONDS)
+            self.log.info("Test hold: job %s submitted, not deferring for up to %.0f s", job_id, HOLD_SECONDS)
             time.sleep(HOLD_SECONDS)
         return super().defer(**kwargs)
 
@@ -121,6 +121,6 @@ with DAG(
         entries = [dict(summaries[index]) for index in range(len(summaries))]
         folder = storage_path(dag_run.conf["output_path"])
         manifest_uri = write_json(folder / "manifest.json", {"renders": entries})
-        return {"manifest_uri": manifest_uri, "rows": len(entries), "images": sum(e["count"] for e in entries)}
+        return {"manifest_uri": manifest_uri, "rows": len(entries), "images": sum(e["images"] for e in entries)}
 
     publish(renders.output)
