@@ -30,6 +30,7 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from airflow import __version__ as AIRFLOW_VERSION
 from airflow.providers.common.compat.sdk import conf
 
 from airflow_provider_phota import contract, lineage, metrics
@@ -87,6 +88,10 @@ from airflow_provider_phota.exceptions import (
 from airflow_provider_phota.pricing import Cost, combined, cost_of, estimate_worst_case, usd
 from airflow_provider_phota.storage import path_segment, storage_path, uri_of, validate_output_folder, write_json
 
+# Each key of the result is an XCom of its own (``op.output["images"]``), except on Airflow 3.0, whose execution API
+# refuses an XCom whose value is null (``manifest_uri`` or ``cost_usd`` may be): there the result is one XCom.
+PER_KEY_XCOM = not AIRFLOW_VERSION.startswith("3.0.")
+
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
 
@@ -121,7 +126,7 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
         phota_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
-        kwargs.setdefault("multiple_outputs", True)
+        kwargs.setdefault("multiple_outputs", PER_KEY_XCOM)
         super().__init__(**kwargs)
         self.output_path = output_path
         self.output_format = output_format
