@@ -16,7 +16,11 @@ For each row it keeps the same promises:
 * **nothing lost, counted once**: outputs are written atomically under ``output_path``; a JSON manifest next to them
   is rewritten after every wave and is also the task's state, so a retry or a re-run resubmits nothing that has a
   job, downloads nothing already written, and counts (metrics, cost) nothing an earlier try counted. Without
-  ``output_path`` (an image operator returning signed URLs) the state travels with the deferral instead.
+  ``output_path`` (an image operator returning signed URLs) the state travels with the deferral instead;
+* **durable on Airflow 3.3+**: each job id goes to the task state store (:mod:`airflow_provider_phota.task_state`)
+  when it is submitted and each cost when it is counted, so a retry or a clear reconnects to its jobs by id (a
+  GET, however long after the service forgot the key) and ``max_cost_usd`` holds for the task instance across its
+  tries, with or without ``output_path``.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from airflow import __version__ as AIRFLOW_VERSION
 from airflow.providers.common.compat.sdk import conf
 
-from airflow_provider_phota import contract, lineage, metrics
+from airflow_provider_phota import contract, lineage, metrics, task_state
 from airflow_provider_phota._compat import AirflowException, AirflowFailException, BaseOperator, Context
 from airflow_provider_phota.contract import Endpoint, JobState, Violation
 from airflow_provider_phota.engine.common import (
@@ -85,7 +89,7 @@ from airflow_provider_phota.exceptions import (
     PhotaUnprocessableError,
     PhotaValidationError,
 )
-from airflow_provider_phota.pricing import Cost, combined, cost_of, estimate_worst_case, usd
+from airflow_provider_phota.pricing import Cost, combined, cost_of, estimate_worst_case, total, usd
 from airflow_provider_phota.storage import path_segment, storage_path, uri_of, validate_output_folder, write_json
 
 # Each key of the result is an XCom of its own (``op.output["images"]``), except on Airflow 3.0, whose execution API
@@ -356,7 +360,7 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
         if cost is None:
             priced["cost_basis"] = "nothing charged" if row.status == FAILED else "not finished yet"
         entry = asdict(row)
-        for name in ("number", "first_key", "key", "reattached", "request"):
+        for name in ("number", "first_key", "key", "reattached", "counted", "request"):
             entry.pop(name)
         return {"row": row.number, "request": abbreviated(row.request, self.studio_endpoint()),
                 "client_request_id": row.key, **entry, **priced}  # fmt: skip
@@ -388,21 +392,21 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
     def execute(self, context: Context) -> Any:
         with fail_fast_on_permanent_errors():
             batch = self.prepare(context)
-            prices = self.hook.prices
-            todo = [row for row in batch.rows if row.status in (PENDING, IN_FLIGHT)]
-            if todo:
-                estimate = combined([estimate_worst_case(self._ep, row.request, prices) for row in batch.rows])
+            reconnected = sum(self._reconnect(context, row) for row in batch.having(PENDING))
+            if batch.having(PENDING) and isinstance(self.cost_limit(), Decimal):
                 rows = len(batch.rows)
                 scope = f"this batch of {rows} row{'s' if rows > 1 else ''}" if batch.rows[0].label else "this task"
-                self.check_cost_limit(estimate, scope=scope)
+                self.check_cost_limit(self._commitment(context, batch), scope=scope)
         batch.deadline = time.time() + self.timeout
         counts = batch.counts()
         if counts[PENDING] < counts["rows"]:
             self.log.info(
-                "Taking over from an earlier try: %d rows done, %d failed, %d jobs to collect, %d rows to submit",
+                "Taking over from an earlier try: %d rows done, %d failed, %d jobs to collect (%d of them found by "
+                "id in the task state store), %d rows to submit",
                 counts[SUCCEEDED],
                 counts[FAILED],
                 counts[IN_FLIGHT],
+                reconnected,
                 counts[PENDING],
             )
             for row in batch.having(IN_FLIGHT)[:1] if len(batch.rows) == 1 else []:
@@ -443,7 +447,7 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
                             f"{len(batch.having(IN_FLIGHT))} Phota job(s) are not finished ({wave_problem}); a retry "
                             "resumes waiting for the same jobs"
                         )
-                    submitted = self._submit_wave(batch)
+                    submitted = self._submit_wave(context, batch)
             finally:
                 self._write_manifest(context, batch, complete=False)
             in_flight = [row.job_id for row in batch.having(IN_FLIGHT) if row.job_id]
@@ -506,17 +510,18 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
                 self._write_outputs(context, row, state)
                 written += 1
                 continue
-            replaced_now = self._job_failed(batch, row, state)
+            replaced_now = self._job_failed(context, batch, row, state)
             replaced, failed = replaced + replaced_now, failed + (not replaced_now)
         return f"{written} rows written, {failed} failed, {replaced} FAILED jobs to replace"
 
-    def _job_failed(self, batch: Batch, row: Row, state: JobState) -> bool:
-        """A FAILED job is counted as charged (once: the try that sees it records it). Replace it with a job under
-        a derived key when its error allows and the replacement's worst case still fits ``max_cost_usd``; else the
-        row fails with the reason. Returns whether it is replaced."""
+    def _job_failed(self, context: Context, batch: Batch, row: Row, state: JobState) -> bool:
+        """A FAILED job is counted as charged (once: the try that sees it first records it). Replace it with a job
+        under a derived key when its error allows and the replacement's worst case still fits ``max_cost_usd``; else
+        the row fails with the reason. Returns whether it is replaced."""
         failure = PhotaJobFailedError(state.job_id, state.error_type, state.error_message)
         charged = self._failed_charge(row)
-        metrics.record_images(self._ep, row.request, 0, charged.usd)
+        if task_state.record_cost(context, row.key, state.job_id, float(charged.usd or 0)):
+            metrics.record_images(self._ep, row.request, 0, charged.usd)
         reason = f"job {state.job_id}: {failure.error_message}"
         if not failure.retry_task:
             row.fail(str(failure.error_type), reason, charged)
@@ -526,12 +531,14 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
             return False
         entry = {"job_id": state.job_id, "error_type": failure.error_type, "message": failure.error_message}
         row.failed_jobs.append({**entry, **charged.as_extra()})
+        row.job_id, row.counted = None, False  # its replacement is a job to come
         limit = self.cost_limit()
         if isinstance(limit, Decimal):
-            committed = self._committed(batch)
+            committed = self._commitment(context, batch).usd
             if committed is None or committed > limit:
                 shown = "unknown" if committed is None else usd(committed)
                 row.failed_jobs.pop()
+                row.job_id = state.job_id
                 row.fail(
                     "COST_LIMIT",
                     f"{reason}; a replacement job was not sent: with it the task may spend {shown}, above "
@@ -540,20 +547,47 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
                 )
                 return False
         self.log.warning("%s: %s; submitting a replacement job", row.label, reason)
-        row.key, row.job_id, row.status = derived_client_request_id(row.key, state.job_id), None, PENDING
+        row.key, row.status = derived_client_request_id(row.key, state.job_id), PENDING
+        self._reconnect(context, row)  # an earlier try may have sent this replacement already
         return True
 
-    def _committed(self, batch: Batch) -> Decimal | None:
-        """What the task may end up paying: every row's cost so far, plus the worst case of the job each unfinished
-        row has (or is about to get)."""
+    def _reconnect(self, context: Context, row: Row) -> bool:
+        """On a retry (Airflow 3.3+), take the job an earlier try submitted under the row's key from the task state
+        store instead of submitting again: it is then read by id (GET) and paid for once, however long ago the
+        service forgot the key. The first try has nothing to look up. Returns whether the row was reconnected."""
+        if getattr(context["ti"], "try_number", 1) <= 1:
+            return False
+        job = task_state.remembered_job(context, row.key)
+        if job is None:
+            return False
+        row.job_id, row.status, row.reattached, row.counted = job.job_id, IN_FLIGHT, True, job.cost_usd is not None
+        return True
+
+    def _commitment(self, context: Context, batch: Batch) -> Cost:
+        """What the task instance may end up paying once every open row has a job: its rows' costs so far (this
+        try's and the manifest's) plus the worst case of each job not finished; or, on Airflow 3.3 when it is more,
+        what the task state store says every try committed (finished jobs at their cost, unfinished ones at their
+        worst case) plus the worst case of the rows still without a job. The store knows jobs this try's rows do
+        not: an earlier try's, for a request that has changed since, or without ``output_path`` to keep them."""
         prices = self.hook.prices
-        amounts = [cost.usd for cost in map(self._row_cost, batch.rows) if cost is not None]
-        for row in batch.rows:
-            if row.status in (PENDING, IN_FLIGHT):
-                amounts.append(estimate_worst_case(self._ep, row.request, prices).usd)
-        if any(amount is None for amount in amounts):
-            return None
-        return sum((amount for amount in amounts if amount is not None), Decimal(0))
+
+        def worst(rows: list[Row]) -> Cost:
+            return combined([estimate_worst_case(self._ep, row.request, prices) for row in rows], endpoint=self._ep)
+
+        open_rows = [row for row in batch.rows if row.status in (PENDING, IN_FLIGHT)]
+        paid = total(cost for cost in map(self._row_cost, batch.rows) if cost is not None)
+        to_come = worst([row for row in open_rows if not row.counted])
+        committed = task_state.committed_usd(context)
+        if committed and paid is not None and to_come.usd is not None:
+            new_jobs = worst([row for row in open_rows if row.job_id is None])
+            if new_jobs.usd is None or Decimal(str(committed)) + new_jobs.usd > paid + to_come.usd:
+                paid, to_come = Decimal(str(committed)), new_jobs
+        if paid == 0:
+            return to_come
+        amount = None if paid is None or to_come.usd is None else paid + to_come.usd
+        shown = "an unknown amount" if paid is None else usd(paid)
+        basis = f"{shown} committed by this task instance's tries so far + the worst case of the rest: {to_come.basis}"
+        return replace(to_come, usd=amount, basis=basis)
 
     def _output_names(self, context: Context, row: Row, job_id: str, count: int) -> Iterator[ObjectStoragePath]:
         stem = f"{self._stem(context)}-row{row.number:05d}-{path_segment(job_id)[-12:]}"
@@ -580,9 +614,10 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
         row.count, row.known_subjects = state.result.count, dict(state.result.known_subjects)
         prices = self.hook.prices
         cost = cost_of(self._ep, row.request, prices, count=row.count, known_subjects=row.known_subjects)
-        metrics.record_images(self._ep, row.request, row.count, cost.usd)
+        if task_state.record_cost(context, row.key, state.job_id, float(cost.usd or 0)):
+            metrics.record_images(self._ep, row.request, row.count, cost.usd)
 
-    def _submit_wave(self, batch: Batch) -> int:
+    def _submit_wave(self, context: Context, batch: Batch) -> int:
         """Submit pending rows until ``max_in_flight`` jobs are outstanding; returns how many were submitted. A row
         the service refuses (moderation, an input it cannot use) fails alone; a transient error that outlasted the
         retries (a long 429) ends the wave, and fails the try only when nothing is outstanding to wait for."""
@@ -608,6 +643,8 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
                 self.log.warning("Submitting paused after %d jobs of this wave: %s", submitted, error)
                 break
             row.job_id, row.status = handle.job_id, IN_FLIGHT
+            worst = estimate_worst_case(self._ep, row.request, self.hook.prices).usd
+            task_state.remember_job(context, row.key, handle.job_id, float(worst or 0))
             # A fresh job answers QUEUED; an earlier try's job (same key) answers with where it stands.
             row.reattached = handle.status != contract.JobStatus.QUEUED
             if len(batch.rows) == 1:

@@ -1,4 +1,4 @@
-"""A task that fails its first try after remembering a job and its cost; the retry reports what it reads back
+"""A task that fails its first try after remembering a job; the retry reports what it reads back and counts the job
 (tests/events/test_task_state.py). Airflow 3 only: the adapter is a no-op below 3.3, tested without a DAG there."""
 
 from __future__ import annotations
@@ -25,13 +25,19 @@ if dag is not None:
             seen = task_state.remembered_job(context, key)
             if context["ti"].try_number == 1:
                 assert seen is None
-                task_state.remember_job(context, key, "job_first_try")
-                task_state.record_cost(context, key, 0.25)
+                task_state.remember_job(context, key, "job_first_try", 0.5)
                 raise RuntimeError("the first try dies after its submit")
             assert seen is not None
-            # Recording the same job again (the retry learnt its final cost) replaces it, never adds it twice.
-            spent = task_state.record_cost(context, key, 0.25)
-            return {"job_id": seen.job_id, "cost_usd": seen.cost_usd, "spent_usd": spent}
+            # The retry collects the job: its cost replaces its worst case; recording it again changes nothing.
+            task_state.record_cost(context, key, seen.job_id, 0.2)
+            counted = task_state.record_cost(context, key, seen.job_id, 0.2)
+            committed = task_state.committed_usd(context)
+            return {
+                "job_id": seen.job_id,
+                "cost_usd": seen.cost_usd,
+                "committed_usd": committed,
+                "counted_again": counted,
+            }
 
         submit_then_fail()
 

@@ -1,0 +1,194 @@
+"""Retries that come after the service forgot the key, on the emulator's ledger.
+
+The DAG runs (tests/dags/operators_durable.py) use Airflow's own task state store: on Airflow 3.3 a retry 25
+emulated hours after the submit reconnects to its job by id and pays nothing more, with or without ``output_path``,
+and ``max_cost_usd`` counts what every try committed. Below 3.3 the manifest under ``output_path`` is the only
+memory, as docs/retries.md says. The direct ``execute`` tests give the engine a store as Airflow's accessor behaves
+(``get``/``set`` of JSON values), so they run on every Airflow.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from airflow_versions import AIRFLOW_VERSION
+from dagrun_support import return_value, run_dag, task_states, try_numbers
+from packaging.version import Version
+
+from airflow_provider_phota import _compat, metrics
+from airflow_provider_phota._compat import AirflowException, AirflowFailException
+from airflow_provider_phota.contract import Endpoint
+from airflow_provider_phota.hooks.phota import PhotaHook
+from airflow_provider_phota.operators.images import PhotaGenerateOperator
+from airflow_provider_phota.pricing import estimate_worst_case
+from airflow_provider_phota.testing import PhotaEmulator
+from airflow_provider_phota.testing.emulator import EMULATOR_MODEL_RATES
+
+pytestmark = pytest.mark.usefixtures("airflow_db")
+TASK_STATE_STORE = Version("3.3") <= AIRFLOW_VERSION
+A_DAY_AND_AN_HOUR = 25 * 3600
+PROMPT = "a lighthouse at dawn"
+
+
+@pytest.fixture
+def emulator(held_clock_emulator: PhotaEmulator, phota_connection: Any) -> PhotaEmulator:
+    """An emulator whose jobs finish only when its clock is moved, with its rates as the connection's price table
+    (every worst case is known, so ``max_cost_usd`` can be tested)."""
+    phota_connection(
+        emulator=held_clock_emulator, price_table=EMULATOR_MODEL_RATES, retry_wait=0.01, retry_max_wait=0.05
+    )
+    return held_clock_emulator
+
+
+def generate_posts(emulator: PhotaEmulator) -> list[Any]:
+    return emulator.requests_to("/v1/phota/generate", "POST")
+
+
+def test_a_retry_a_day_later_with_output_path_pays_once(emulator: PhotaEmulator, tmp_path: Path) -> None:
+    run = run_dag("op_late_retry_files", out=str(tmp_path), emulator=emulator.base_url)
+
+    assert task_states(run) == {"generate": "success"}
+    assert try_numbers(run) == {"generate": 2}
+    assert len(generate_posts(emulator)) == 1
+    assert len(emulator.charges("images")) == 1
+    (job_id,) = emulator.jobs
+    assert return_value(run, "generate")["job_id"] == job_id
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".png"]
+
+
+@pytest.mark.skipif(not TASK_STATE_STORE, reason="the task state store (AIP-103) is Airflow 3.3+")
+def test_on_3_3_a_retry_a_day_later_without_output_path_reconnects_by_id_and_pays_once(
+    emulator: PhotaEmulator, task_log: Any
+) -> None:
+    run = run_dag("op_late_retry_urls", emulator=emulator.base_url)
+
+    assert task_states(run) == {"generate": "success"}
+    assert try_numbers(run) == {"generate": 2}
+    assert len(generate_posts(emulator)) == 1  # the service had forgotten the key: only the store remembered
+    assert len(emulator.charges("images")) == 1
+    (job_id,) = emulator.jobs
+    result = return_value(run, "generate")
+    assert result["job_id"] == job_id
+    assert len(result["download_urls"]) == 1
+    assert emulator.requests_to(f"/v1/phota/jobs/{job_id}", "GET")
+    assert "1 jobs to collect (1 of them found by id in the task state store), 0 rows to submit" in task_log()
+
+
+@pytest.mark.skipif(TASK_STATE_STORE, reason="below Airflow 3.3: no task state store")
+def test_below_3_3_a_retry_a_day_later_without_output_path_pays_again(emulator: PhotaEmulator) -> None:
+    """What docs/retries.md tells users of Airflow 3.2 and older: without ``output_path``, a retry after the
+    service's 24 hours submits a new job."""
+    run_dag("op_late_retry_urls", emulator=emulator.base_url)
+
+    assert len(generate_posts(emulator)) == 2
+    assert len(emulator.charges("images")) == 2
+
+
+def test_a_limit_one_try_fits_but_two_would_cross_stops_the_second(emulator: PhotaEmulator) -> None:
+    worst = estimate_worst_case(Endpoint.GENERATE, {"prompt": PROMPT, "num_output_images": 1}, PhotaHook().prices)
+    assert worst.usd is not None
+    limit = worst.usd * 3 / 2  # one job fits, two do not
+    run = run_dag("op_late_retry_new_request", emulator=emulator.base_url, max_cost_usd=str(limit))
+
+    assert try_numbers(run) == {"generate": 2}
+    if TASK_STATE_STORE:
+        assert task_states(run) == {"generate": "failed"}
+        assert len(generate_posts(emulator)) == 1  # the second try's new request was refused before any POST
+        assert len(emulator.charges("images")) == 1
+    else:  # the first try's job is in no manifest: the second try sees only its own request
+        assert len(generate_posts(emulator)) == 2
+
+
+# --- the engine with a store, on every Airflow -------------------------------------------------------------------
+
+
+class JsonStore:
+    """Airflow 3.3's ``TaskStateStoreAccessor`` as the engine sees it: JSON values by key, ``None`` refused."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, str] = {}
+        self.calls = 0
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self.calls += 1
+        return json.loads(self.values[key]) if key in self.values else default
+
+    def set(self, key: str, value: Any) -> None:
+        assert value is not None
+        self.calls += 1
+        self.values[key] = json.dumps(value)
+
+
+def task_context(store: JsonStore, try_number: int) -> dict[str, Any]:
+    ti = SimpleNamespace(dag_id="durable", run_id="manual__1", task_id="render", map_index=-1, try_number=try_number)
+    return {"ti": ti, "task_instance": ti, "outlet_events": {}, "task_state_store": store}
+
+
+class RecordingStats:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int]] = []
+
+    def incr(self, stat: str, count: int = 1, rate: float = 1, *, tags: dict[str, str] | None = None) -> None:
+        self.calls.append((stat, count))
+
+
+def operator(**arguments: Any) -> PhotaGenerateOperator:
+    defaults = {"prompt": PROMPT, "deferrable": False, "poll_interval": 0.05, "timeout": 0.5}
+    return PhotaGenerateOperator(task_id="render", **{**defaults, **arguments})
+
+
+def test_a_clear_after_success_without_output_path_pays_and_counts_nothing_again(
+    emulator: PhotaEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store, stats = JsonStore(), RecordingStats()
+    monkeypatch.setattr(_compat, "Stats", stats, raising=False)
+    with pytest.raises(AirflowException, match="not finished"):
+        operator().execute(task_context(store, 1))  # type: ignore[arg-type]
+    emulator.advance(A_DAY_AND_AN_HOUR)
+    first = operator().execute(task_context(store, 2))  # type: ignore[arg-type]
+    counted = [call for call in stats.calls if call[0] == metrics.COST_USD_MICROS]
+    assert len(counted) == 1
+
+    again = operator().execute(task_context(store, 3))  # type: ignore[arg-type]  # the task cleared, run again
+
+    assert len(generate_posts(emulator)) == 1
+    assert len(emulator.charges("images")) == 1
+    assert again["job_id"] == first["job_id"]
+    assert again["cost_usd"] == first["cost_usd"] == emulator.charges("images")[0].amount_usd
+    assert [call for call in stats.calls if call[0] == metrics.COST_USD_MICROS] == counted  # not counted twice
+    committed = json.loads(store.values["phota_committed_usd"])
+    assert committed == pytest.approx(first["cost_usd"])
+
+
+def test_the_first_try_reads_nothing_back_from_the_store(emulator: PhotaEmulator) -> None:
+    """A first try has nothing to reconnect to: per job it writes the job id at submit and its cost when done, and
+    reads only the entries it is about to update (no look-up per row before submitting)."""
+    store = JsonStore()
+    with pytest.raises(AirflowException):
+        operator().execute(task_context(store, 1))  # type: ignore[arg-type]
+    (job_id,) = emulator.jobs
+    (key,) = [k for k in store.values if k.startswith("phota_job:")]
+    assert json.loads(store.values[key])["job_id"] == job_id
+    assert store.calls == 4  # get + set of the job's entry, get + set of the total
+
+
+def test_a_retry_whose_new_request_would_cross_the_limit_is_refused_before_any_post(
+    emulator: PhotaEmulator,
+) -> None:
+    store = JsonStore()
+    worst = estimate_worst_case(Endpoint.GENERATE, {"prompt": PROMPT, "num_output_images": 1}, PhotaHook().prices)
+    assert worst.usd is not None
+    limit = str(worst.usd * 3 / 2)
+    with pytest.raises(AirflowException, match="not finished"):
+        operator(max_cost_usd=limit).execute(task_context(store, 1))  # type: ignore[arg-type]
+
+    with pytest.raises(AirflowFailException) as refused:
+        operator(max_cost_usd=limit, prompt=f"{PROMPT}, edited").execute(task_context(store, 2))  # type: ignore[arg-type]
+
+    assert len(generate_posts(emulator)) == 1
+    assert "committed by this task instance's tries so far" in str(refused.value)
+    assert "nothing was sent" in str(refused.value)
