@@ -192,3 +192,42 @@ def test_a_retry_whose_new_request_would_cross_the_limit_is_refused_before_any_p
     assert len(generate_posts(emulator)) == 1
     assert "committed by this task instance's tries so far" in str(refused.value)
     assert "nothing was sent" in str(refused.value)
+
+
+def test_a_batch_whose_try_died_before_its_manifest_reconnects_every_row_by_id(
+    emulator: PhotaEmulator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The manifest is written after each wave; a worker killed between a wave's submits and that write leaves jobs
+    no manifest names. The task state store has each of them from the moment its submit returned."""
+    from airflow_provider_phota.engine.runner import PhotaJobsOperator
+    from airflow_provider_phota.operators.batch import PhotaBatchOperator
+
+    store = JsonStore()
+    rows = [{"prompt": f"a lighthouse, take {n}"} for n in range(3)]
+
+    def batch() -> PhotaBatchOperator:
+        return PhotaBatchOperator(
+            task_id="render", endpoint="generate", requests=rows, output_path=str(tmp_path), max_in_flight=3,
+            deferrable=False, poll_interval=0.05, timeout=5,
+        )  # fmt: skip
+
+    class WorkerKilled(BaseException):
+        """What the task sees of a SIGKILL: nothing after it runs, not even ``finally``'s manifest write."""
+
+    def killed(*args: Any, **kwargs: Any) -> None:
+        raise WorkerKilled
+
+    with monkeypatch.context() as patched:
+        patched.setattr(PhotaJobsOperator, "_write_manifest", killed)
+        with pytest.raises(WorkerKilled):
+            batch().execute(task_context(store, 1))  # type: ignore[arg-type]
+    assert len(generate_posts(emulator)) == 3
+    assert not list(tmp_path.glob("*manifest.json"))
+    emulator.advance(A_DAY_AND_AN_HOUR)
+
+    result = batch().execute(task_context(store, 2))  # type: ignore[arg-type]
+
+    assert len(generate_posts(emulator)) == 3  # the retry submitted nothing: every row was found by id
+    assert len(emulator.charges("images")) == 3
+    assert result["images"] == 3
+    assert len([p for p in tmp_path.iterdir() if p.suffix == ".png"]) == 3
