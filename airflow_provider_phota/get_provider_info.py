@@ -116,4 +116,20 @@ def get_provider_info() -> dict[str, Any]:
         "connection-types": [connection_type_info()],
         # The "Phota outputs" gallery (Airflow 3.1+; loads with no views on older versions).
         "plugins": [{"name": "phota", "plugin-class": f"{_MODULE}.plugins.gallery.PhotaGalleryPlugin"}],
+        # Shown by `airflow config list`; read in the API server only (plugins/callbacks.py).
+        "config": {
+            "phota": {
+                "description": "Options of the Phota provider's plugin in the API server.",
+                "options": {
+                    "callback_conn_id": {
+                        "description": "The Phota connection whose account's webhook secret verifies signed job "
+                        "callbacks at POST /phota/callbacks (Airflow 3.1+).",
+                        "version_added": "0.1.0",
+                        "type": "string",
+                        "example": "phota_callbacks",
+                        "default": "phota_default",
+                    }
+                },
+            }
+        },
     }

@@ -39,6 +39,17 @@ def test_provider_info_validates_against_airflows_schema() -> None:
     assert info["versions"] == [airflow_provider_phota.__version__]
 
 
+@pytest.mark.skipif(Version("3.1") > AIRFLOW_VERSION, reason="the callback receiver is Airflow 3.1+")
+def test_the_callback_option_is_declared_with_the_default_the_receiver_uses(monkeypatch: Any) -> None:
+    from airflow_provider_phota.plugins import callbacks
+
+    option = get_provider_info()["config"][callbacks.CONFIG_SECTION]["options"][callbacks.CONFIG_CONN_ID]
+    monkeypatch.delenv("AIRFLOW__PHOTA__CALLBACK_CONN_ID", raising=False)
+    assert option["default"] == callbacks.DEFAULT_CONN_ID == callbacks.callback_conn_id()
+    monkeypatch.setenv("AIRFLOW__PHOTA__CALLBACK_CONN_ID", "phota_callbacks")
+    assert callbacks.callback_conn_id() == "phota_callbacks"
+
+
 def test_connection_type_validates_against_the_provider_yaml_schema() -> None:
     """The stricter provider.yaml schema also describes ``conn-fields`` and ``ui-field-behaviour`` (Airflow 3.2+)."""
     connection_types = _schema("provider.yaml.schema.json")["properties"]["connection-types"]
