@@ -65,12 +65,15 @@ def _entry(store: Any, idempotency_key: str) -> RememberedJob | None:
 
 
 def _save(store: Any, idempotency_key: str, job: RememberedJob, committed_change: float) -> None:
-    # The total first: a crash between the two writes can count the job twice (the limit stops early), never leave
-    # it out (the limit would let a try spend past it).
+    # A rise of the total is written before the entry, a fall after it: a crash between the two writes can leave
+    # the total too high (the limit stops early), never too low (the limit would let a try spend past it).
+    entry = {"job_id": job.job_id, "worst_usd": job.worst_usd, "cost_usd": job.cost_usd}
+    if committed_change < 0:
+        store.set(JOB_KEY_PREFIX + idempotency_key, entry)
     if committed_change:
         store.set(COMMITTED_KEY, round((_amount(store.get(COMMITTED_KEY)) or 0.0) + committed_change, 6))
-    store.set(JOB_KEY_PREFIX + idempotency_key, {"job_id": job.job_id, "worst_usd": job.worst_usd,
-                                                 "cost_usd": job.cost_usd})  # fmt: skip
+    if committed_change >= 0:
+        store.set(JOB_KEY_PREFIX + idempotency_key, entry)
 
 
 def remember_job(context: Mapping[str, Any], idempotency_key: str, job_id: str, worst_usd: float) -> bool:

@@ -82,6 +82,7 @@ from airflow_provider_phota.engine.rows import (
 )
 from airflow_provider_phota.events import EVENT_ERROR, EVENT_TIMEOUT, error_is_retryable
 from airflow_provider_phota.exceptions import (
+    PhotaAPIError,
     PhotaBadRequestError,
     PhotaError,
     PhotaJobFailedError,
@@ -95,6 +96,9 @@ from airflow_provider_phota.storage import path_segment, storage_path, uri_of, v
 # Each key of the result is an XCom of its own (``op.output["images"]``), except on Airflow 3.0, whose execution API
 # refuses an XCom whose value is null (``manifest_uri`` or ``cost_usd`` may be): there the result is one XCom.
 PER_KEY_XCOM = not AIRFLOW_VERSION.startswith("3.0.")
+# The error type of a job that SUCCEEDED but whose outputs an earlier try did not write before its links expired: it
+# is counted as charged and replaced like a FAILED job, so a clear the next day renders again (under max_cost_usd).
+OUTPUTS_LOST = "OUTPUTS_LOST"
 
 if TYPE_CHECKING:
     from airflow.sdk import ObjectStoragePath
@@ -507,9 +511,16 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
             if not state.is_terminal:
                 continue
             if state.succeeded and state.result is not None:
-                self._write_outputs(context, row, state)
-                written += 1
-                continue
+                try:
+                    self._write_outputs(context, row, state)
+                    written += 1
+                    continue
+                except PhotaAPIError as error:  # 403/404/410 on a signed link: expired, or gone
+                    if not row.reattached or error.status not in (403, 404, 410):
+                        raise
+                    problem = f"its outputs can no longer be downloaded ({error}): no try wrote them within 24 h"
+                    state = replace(state, status=contract.JobStatus.FAILED, error_type=OUTPUTS_LOST,
+                                    error_message=problem)  # fmt: skip
             replaced_now = self._job_failed(context, batch, row, state)
             replaced, failed = replaced + replaced_now, failed + (not replaced_now)
         return f"{written} rows written, {failed} failed, {replaced} FAILED jobs to replace"
@@ -531,14 +542,17 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
             return False
         entry = {"job_id": state.job_id, "error_type": failure.error_type, "message": failure.error_message}
         row.failed_jobs.append({**entry, **charged.as_extra()})
-        row.job_id, row.counted = None, False  # its replacement is a job to come
+        failed_key, row.key = row.key, derived_client_request_id(row.key, state.job_id)
+        row.job_id, row.status, row.counted = None, PENDING, False
+        if self._reconnect(context, row):  # an earlier try sent this replacement already: nothing new to pay
+            return True
         limit = self.cost_limit()
         if isinstance(limit, Decimal):
             committed = self._commitment(context, batch).usd
             if committed is None or committed > limit:
                 shown = "unknown" if committed is None else usd(committed)
                 row.failed_jobs.pop()
-                row.job_id = state.job_id
+                row.key, row.job_id = failed_key, state.job_id
                 row.fail(
                     "COST_LIMIT",
                     f"{reason}; a replacement job was not sent: with it the task may spend {shown}, above "
@@ -547,8 +561,6 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
                 )
                 return False
         self.log.warning("%s: %s; submitting a replacement job", row.label, reason)
-        row.key, row.status = derived_client_request_id(row.key, state.job_id), PENDING
-        self._reconnect(context, row)  # an earlier try may have sent this replacement already
         return True
 
     def _reconnect(self, context: Context, row: Row) -> bool:
@@ -602,6 +614,8 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
         assert state.result is not None
         urls = state.result.download_urls
         uris = []
+        if self.output_path is None and row.reattached and urls:  # an earlier try's job: are its links still alive?
+            self.hook.client.download(urls[0], lambda chunks: next(iter(chunks), b""))
         if self.output_path is not None:
             for url, target in zip(urls, self._output_names(context, row, state.job_id, len(urls)), strict=True):
                 if not target.exists():

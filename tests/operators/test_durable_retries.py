@@ -15,6 +15,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+import requests
 from airflow_versions import AIRFLOW_VERSION
 from dagrun_support import return_value, run_dag, task_states, try_numbers
 from packaging.version import Version
@@ -88,7 +89,7 @@ def test_below_3_3_a_retry_a_day_later_without_output_path_pays_again(emulator: 
     assert len(emulator.charges("images")) == 2
 
 
-def test_a_limit_one_try_fits_but_two_would_cross_stops_the_second(emulator: PhotaEmulator) -> None:
+def test_a_limit_one_try_fits_but_two_would_cross_stops_the_second(emulator: PhotaEmulator, task_log: Any) -> None:
     worst = estimate_worst_case(Endpoint.GENERATE, {"prompt": PROMPT, "num_output_images": 1}, PhotaHook().prices)
     assert worst.usd is not None
     limit = worst.usd * 3 / 2  # one job fits, two do not
@@ -98,6 +99,9 @@ def test_a_limit_one_try_fits_but_two_would_cross_stops_the_second(emulator: Pho
     if TASK_STATE_STORE:
         assert task_states(run) == {"generate": "failed"}
         assert len(generate_posts(emulator)) == 1  # the second try's new request was refused before any POST
+        log = task_log()
+        assert "committed by this task instance's tries so far + the worst case of the rest" in log
+        assert "above max_cost_usd" in log
         assert len(emulator.charges("images")) == 1
     else:  # the first try's job is in no manifest: the second try sees only its own request
         assert len(generate_posts(emulator)) == 2
@@ -231,3 +235,93 @@ def test_a_batch_whose_try_died_before_its_manifest_reconnects_every_row_by_id(
     assert len(emulator.charges("images")) == 3
     assert result["images"] == 3
     assert len([p for p in tmp_path.iterdir() if p.suffix == ".png"]) == 3
+
+
+@pytest.fixture
+def fast_emulator(phota_emulator: PhotaEmulator, phota_connection: Any) -> PhotaEmulator:
+    """The session's emulator (jobs finish in a fraction of a second) with its rates as the price table."""
+    phota_connection(price_table=EMULATOR_MODEL_RATES, retry_wait=0.01, retry_max_wait=0.05)
+    return phota_emulator
+
+
+def test_a_replacement_an_earlier_try_sent_is_reconnected_not_refused_by_the_limit(
+    fast_emulator: PhotaEmulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Try 1: the job FAILED, its replacement was sent (within the limit: 2 worst cases of 2.5), then the worker
+    died. Try 2 finds both jobs by id: the replacement is paid already, so the limit has nothing new to refuse."""
+    from airflow_provider_phota.hooks.phota import PhotaHook as Hook
+
+    store = JsonStore()
+    worst = estimate_worst_case(Endpoint.GENERATE, {"prompt": PROMPT, "num_output_images": 1}, PhotaHook().prices)
+    assert worst.usd is not None
+    limit = str(worst.usd * 5 / 2)
+    fast_emulator.fail_next_jobs(1)
+    waits = 0
+    hook_wait = Hook.wait_for_jobs
+
+    class WorkerKilled(BaseException):
+        pass
+
+    def wait_then_die(hook: Hook, job_ids: list[str], **kwargs: Any) -> Any:
+        nonlocal waits
+        waits += 1
+        if waits == 2:  # the replacement was just submitted
+            raise WorkerKilled
+        return hook_wait(hook, job_ids, **kwargs)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Hook, "wait_for_jobs", wait_then_die)
+        with pytest.raises(WorkerKilled):
+            operator(max_cost_usd=limit, timeout=10).execute(task_context(store, 1))  # type: ignore[arg-type]
+    assert len(generate_posts(fast_emulator)) == 2
+
+    result = operator(max_cost_usd=limit, timeout=10).execute(task_context(store, 2))  # type: ignore[arg-type]
+
+    assert len(generate_posts(fast_emulator)) == 2
+    assert result["job_id"] == list(fast_emulator.jobs)[1]
+    assert result["images"] == 1
+
+
+def test_a_clear_after_the_links_expired_renders_again_once(fast_emulator: PhotaEmulator) -> None:
+    """A job whose links expired before any try kept its outputs is counted as charged and replaced (a new job,
+    under the limit); the next clear finds the replacement by id and pays nothing."""
+    store = JsonStore()
+    first = operator(timeout=10).execute(task_context(store, 1))  # type: ignore[arg-type]
+    fast_emulator.advance(A_DAY_AND_AN_HOUR)  # its signed links are dead now
+
+    second = operator(timeout=10).execute(task_context(store, 2))  # type: ignore[arg-type]
+
+    assert len(generate_posts(fast_emulator)) == 2
+    assert second["job_id"] != first["job_id"]
+    (url,) = second["download_urls"]
+    assert requests.get(url, timeout=10).status_code == 200
+    third = operator(timeout=10).execute(task_context(store, 3))  # type: ignore[arg-type]
+    assert len(generate_posts(fast_emulator)) == 2
+    assert third["job_id"] == second["job_id"]
+
+
+class FailingEntryStore(JsonStore):
+    """A store whose next write of a job entry fails: a worker killed between the two writes of one record."""
+
+    fail_entry = False
+
+    def set(self, key: str, value: Any) -> None:
+        if self.fail_entry and key.startswith("phota_job:"):
+            self.fail_entry = False
+            raise RuntimeError("worker killed")
+        super().set(key, value)
+
+
+def test_a_crash_between_the_two_writes_never_leaves_the_total_too_low() -> None:
+    from airflow_provider_phota import task_state
+
+    store = FailingEntryStore()
+    context = {"task_state_store": store}
+    task_state.remember_job(context, "a", "job_a", 0.5)
+    store.fail_entry = True
+    with pytest.raises(RuntimeError):
+        task_state.record_cost(context, "a", "job_a", 0.2)  # the total falls: the entry is written first
+    assert task_state.committed_usd(context) == 0.5  # too high until recorded: safe
+    assert task_state.record_cost(context, "a", "job_a", 0.2) is True
+    assert task_state.record_cost(context, "a", "job_a", 0.2) is False
+    assert task_state.committed_usd(context) == pytest.approx(0.2)
