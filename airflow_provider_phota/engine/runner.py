@@ -324,7 +324,7 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
             if key != entry.get("client_request_id"):
                 continue  # another request than the one the manifest describes
             row.key, row.failed_jobs = key, list(entry.get("failed_jobs") or [])
-            row.job_id, row.reattached = entry.get("job_id"), bool(entry.get("job_id"))
+            row.job_id, row.reattached = entry.get("job_id"), bool(entry.get("job_id")) and verify_outputs
             row.request_id, row.download_urls = entry.get("request_id"), list(entry.get("download_urls") or [])
             uris = list(entry.get("output_uris") or [])
             written = present is None or all(uri.rsplit("/", 1)[-1] in present for uri in uris)
