@@ -19,7 +19,16 @@ from typing import Any
 
 from benchmarks._common import BENCH_DIR, run_child
 
-MODULES = ("per_call", "trigger_scale", "parse_cost", "output_memory", "worker_slot", "batch_trigger", "campaign_cost")
+MODULES = (
+    "per_call",
+    "trigger_scale",
+    "parse_cost",
+    "output_memory",
+    "worker_slot",
+    "batch_trigger",
+    "campaign_cost",
+    "task_state_cost",
+)
 
 
 def machine() -> str:
