@@ -17,10 +17,10 @@ For each row it keeps the same promises:
   is rewritten after every wave and is also the task's state, so a retry or a re-run resubmits nothing that has a
   job, downloads nothing already written, and counts (metrics, cost) nothing an earlier try counted. Without
   ``output_path`` (an image operator returning signed URLs) the state travels with the deferral instead;
-* **durable on Airflow 3.3+**: each job id goes to the task state store (:mod:`airflow_provider_phota.task_state`)
-  when it is submitted and each cost when it is counted, so a retry or a clear reconnects to its jobs by id (a
-  GET, however long after the service forgot the key) and ``max_cost_usd`` holds for the task instance across its
-  tries, with or without ``output_path``.
+* **durable on Airflow 3.3+**: each job a wave submits, and each cost it counts, goes to the task state store
+  (:class:`~airflow_provider_phota.task_state.TaskJournal`, written with the manifest after every wave), so a retry
+  or a clear reconnects to its jobs by id (a GET, however long after the service forgot the key) and
+  ``max_cost_usd`` holds for the task instance across its tries, with or without ``output_path``.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 from airflow import __version__ as AIRFLOW_VERSION
 from airflow.providers.common.compat.sdk import conf
 
-from airflow_provider_phota import contract, lineage, metrics, task_state
+from airflow_provider_phota import contract, lineage, metrics
 from airflow_provider_phota._compat import AirflowException, AirflowFailException, BaseOperator, Context
 from airflow_provider_phota.contract import Endpoint, JobState, Violation
 from airflow_provider_phota.engine.common import (
@@ -92,6 +92,7 @@ from airflow_provider_phota.exceptions import (
 )
 from airflow_provider_phota.pricing import Cost, combined, cost_of, estimate_worst_case, total, usd
 from airflow_provider_phota.storage import path_segment, storage_path, uri_of, validate_output_folder, write_json
+from airflow_provider_phota.task_state import TaskJournal
 
 # Each key of the result is an XCom of its own (``op.output["images"]``), except on Airflow 3.0, whose execution API
 # refuses an XCom whose value is null (``manifest_uri`` or ``cost_usd`` may be): there the result is one XCom.
@@ -119,6 +120,7 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
 
     ui_color = "#ddd6fe"
     max_in_flight: int = 1
+    _journal = TaskJournal({})  # this process's view of the task state store; execute and execute_complete set it
     client_request_id: str | None = None
     callback_url: str | None = None
 
@@ -394,13 +396,14 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
     # --- execution --------------------------------------------------------------------------------------------
 
     def execute(self, context: Context) -> Any:
+        self._journal = TaskJournal(context)
         with fail_fast_on_permanent_errors():
             batch = self.prepare(context)
-            reconnected = sum(self._reconnect(context, row) for row in batch.having(PENDING))
+            reconnected = sum(self._reconnect(row) for row in batch.having(PENDING))
             if batch.having(PENDING) and isinstance(self.cost_limit(), Decimal):
                 rows = len(batch.rows)
                 scope = f"this batch of {rows} row{'s' if rows > 1 else ''}" if batch.rows[0].label else "this task"
-                self.check_cost_limit(self._commitment(context, batch), scope=scope)
+                self.check_cost_limit(self._commitment(batch), scope=scope)
         batch.deadline = time.time() + self.timeout
         counts = batch.counts()
         if counts[PENDING] < counts["rows"]:
@@ -433,6 +436,7 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
         problem = None
         if event["status"] in (EVENT_TIMEOUT, EVENT_ERROR):
             problem = f"{event['status']}: {event.get('message') or ''}"
+        self._journal = TaskJournal(context)
         with fail_fast_on_permanent_errors():
             batch = self.prepare(context, check_files=False, state=state)
         return self._advance(context, batch, {}, wave_problem=problem)
@@ -451,8 +455,9 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
                             f"{len(batch.having(IN_FLIGHT))} Phota job(s) are not finished ({wave_problem}); a retry "
                             "resumes waiting for the same jobs"
                         )
-                    submitted = self._submit_wave(context, batch)
+                    submitted = self._submit_wave(batch)
             finally:
+                self._journal.flush()
                 self._write_manifest(context, batch, complete=False)
             in_flight = [row.job_id for row in batch.having(IN_FLIGHT) if row.job_id]
             if not in_flight:
@@ -521,17 +526,17 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
                     problem = f"its outputs can no longer be downloaded ({error}): no try wrote them within 24 h"
                     state = replace(state, status=contract.JobStatus.FAILED, error_type=OUTPUTS_LOST,
                                     error_message=problem)  # fmt: skip
-            replaced_now = self._job_failed(context, batch, row, state)
+            replaced_now = self._job_failed(batch, row, state)
             replaced, failed = replaced + replaced_now, failed + (not replaced_now)
         return f"{written} rows written, {failed} failed, {replaced} FAILED jobs to replace"
 
-    def _job_failed(self, context: Context, batch: Batch, row: Row, state: JobState) -> bool:
+    def _job_failed(self, batch: Batch, row: Row, state: JobState) -> bool:
         """A FAILED job is counted as charged (once: the try that sees it first records it). Replace it with a job
         under a derived key when its error allows and the replacement's worst case still fits ``max_cost_usd``; else
         the row fails with the reason. Returns whether it is replaced."""
         failure = PhotaJobFailedError(state.job_id, state.error_type, state.error_message)
         charged = self._failed_charge(row)
-        if task_state.record_cost(context, row.key, state.job_id, float(charged.usd or 0)):
+        if self._journal.record_cost(row.key, state.job_id, float(charged.usd or 0)):
             metrics.record_images(self._ep, row.request, 0, charged.usd)
         reason = f"job {state.job_id}: {failure.error_message}"
         if not failure.retry_task:
@@ -544,11 +549,11 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
         row.failed_jobs.append({**entry, **charged.as_extra()})
         failed_key, row.key = row.key, derived_client_request_id(row.key, state.job_id)
         row.job_id, row.status, row.counted = None, PENDING, False
-        if self._reconnect(context, row):  # an earlier try sent this replacement already: nothing new to pay
+        if self._reconnect(row):  # an earlier try sent this replacement already: nothing new to pay
             return True
         limit = self.cost_limit()
         if isinstance(limit, Decimal):
-            committed = self._commitment(context, batch).usd
+            committed = self._commitment(batch).usd
             if committed is None or committed > limit:
                 shown = "unknown" if committed is None else usd(committed)
                 row.failed_jobs.pop()
@@ -563,19 +568,17 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
         self.log.warning("%s: %s; submitting a replacement job", row.label, reason)
         return True
 
-    def _reconnect(self, context: Context, row: Row) -> bool:
-        """On a retry (Airflow 3.3+), take the job an earlier try submitted under the row's key from the task state
-        store instead of submitting again: it is then read by id (GET) and paid for once, however long ago the
-        service forgot the key. The first try has nothing to look up. Returns whether the row was reconnected."""
-        if getattr(context["ti"], "try_number", 1) <= 1:
-            return False
-        job = task_state.remembered_job(context, row.key)
+    def _reconnect(self, row: Row) -> bool:
+        """On Airflow 3.3+, take the job an earlier try submitted under the row's key from the task state store
+        instead of submitting again: it is then read by id (GET) and paid for once, however long ago the service
+        forgot the key. Returns whether the row was reconnected."""
+        job = self._journal.job(row.key)
         if job is None:
             return False
         row.job_id, row.status, row.reattached, row.counted = job.job_id, IN_FLIGHT, True, job.cost_usd is not None
         return True
 
-    def _commitment(self, context: Context, batch: Batch) -> Cost:
+    def _commitment(self, batch: Batch) -> Cost:
         """What the task instance may end up paying once every open row has a job: its rows' costs so far (this
         try's and the manifest's) plus the worst case of each job not finished; or, on Airflow 3.3 when it is more,
         what the task state store says every try committed (finished jobs at their cost, unfinished ones at their
@@ -589,7 +592,7 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
         open_rows = [row for row in batch.rows if row.status in (PENDING, IN_FLIGHT)]
         paid = total(cost for cost in map(self._row_cost, batch.rows) if cost is not None)
         to_come = worst([row for row in open_rows if not row.counted])
-        committed = task_state.committed_usd(context)
+        committed = self._journal.committed_usd()
         if committed and paid is not None and to_come.usd is not None:
             new_jobs = worst([row for row in open_rows if row.job_id is None])
             if new_jobs.usd is None or Decimal(str(committed)) + new_jobs.usd > paid + to_come.usd:
@@ -628,10 +631,10 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
         row.count, row.known_subjects = state.result.count, dict(state.result.known_subjects)
         prices = self.hook.prices
         cost = cost_of(self._ep, row.request, prices, count=row.count, known_subjects=row.known_subjects)
-        if task_state.record_cost(context, row.key, state.job_id, float(cost.usd or 0)):
+        if self._journal.record_cost(row.key, state.job_id, float(cost.usd or 0)):
             metrics.record_images(self._ep, row.request, row.count, cost.usd)
 
-    def _submit_wave(self, context: Context, batch: Batch) -> int:
+    def _submit_wave(self, batch: Batch) -> int:
         """Submit pending rows until ``max_in_flight`` jobs are outstanding; returns how many were submitted. A row
         the service refuses (moderation, an input it cannot use) fails alone; a transient error that outlasted the
         retries (a long 429) ends the wave, and fails the try only when nothing is outstanding to wait for."""
@@ -658,7 +661,7 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
                 break
             row.job_id, row.status = handle.job_id, IN_FLIGHT
             worst = estimate_worst_case(self._ep, row.request, self.hook.prices).usd
-            task_state.remember_job(context, row.key, handle.job_id, float(worst or 0))
+            self._journal.remember(row.key, handle.job_id, float(worst or 0))
             # A fresh job answers QUEUED; an earlier try's job (same key) answers with where it stands.
             row.reattached = handle.status != contract.JobStatus.QUEUED
             if len(batch.rows) == 1:

@@ -19,19 +19,22 @@ if dag is not None:
     def events_task_state() -> None:
         @task(retries=1, retry_delay=timedelta(seconds=0))
         def submit_then_fail(**context: Any) -> dict[str, Any]:
-            from airflow_provider_phota import task_state
+            from airflow_provider_phota.task_state import TaskJournal
 
             key = "row-1"
-            seen = task_state.remembered_job(context, key)
+            journal = TaskJournal(context)
+            seen = journal.job(key)
             if context["ti"].try_number == 1:
                 assert seen is None
-                task_state.remember_job(context, key, "job_first_try", 0.5)
+                journal.remember(key, "job_first_try", 0.5)
+                journal.flush()
                 raise RuntimeError("the first try dies after its submit")
             assert seen is not None
             # The retry collects the job: its cost replaces its worst case; recording it again changes nothing.
-            task_state.record_cost(context, key, seen.job_id, 0.2)
-            counted = task_state.record_cost(context, key, seen.job_id, 0.2)
-            committed = task_state.committed_usd(context)
+            journal.record_cost(key, seen.job_id, 0.2)
+            counted = journal.record_cost(key, seen.job_id, 0.2)
+            journal.flush()
+            committed = TaskJournal(context).committed_usd()
             return {
                 "job_id": seen.job_id,
                 "cost_usd": seen.cost_usd,

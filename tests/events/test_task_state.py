@@ -28,53 +28,78 @@ def test_a_retry_reads_the_job_and_the_spend_the_first_try_stored(airflow_db: No
 
 
 class DictStore:
-    """The synchronous half of ``TaskStateStoreAccessor``."""
+    """The synchronous half of ``TaskStateStoreAccessor``, its calls counted."""
 
     def __init__(self) -> None:
         self.values: dict[str, Any] = {}
+        self.calls = 0
 
     def get(self, key: str, default: Any = None) -> Any:
+        self.calls += 1
         return self.values.get(key, default)
 
     def set(self, key: str, value: Any) -> None:
         assert value is not None
+        self.calls += 1
         self.values[key] = value
 
 
-def test_a_job_commits_its_worst_case_then_its_cost_once() -> None:
+def test_a_job_commits_its_worst_case_then_its_cost_once_across_processes() -> None:
     context = {"task_state_store": DictStore()}
-    assert task_state.committed_usd(context) == 0.0
-    task_state.remember_job(context, "a", "job_a", 0.5)
-    task_state.remember_job(context, "b", "job_b", 0.5)
-    assert task_state.committed_usd(context) == 1.0  # charged at submit: the worst case until the cost is known
+    journal = task_state.TaskJournal(context)
+    assert journal.committed_usd() == 0.0
+    journal.remember("a", "job_a", 0.5)
+    journal.remember("b", "job_b", 0.5)
+    assert journal.committed_usd() == 1.0  # charged at submit: the worst case until the cost is known
+    journal.flush()
 
-    assert task_state.record_cost(context, "a", "job_a", 0.25) is True
-    assert task_state.committed_usd(context) == 0.75
-    assert task_state.record_cost(context, "a", "job_a", 0.25) is False  # a retry collecting job a again
-    assert task_state.committed_usd(context) == 0.75
-    assert task_state.remembered_job(context, "a") == task_state.RememberedJob("job_a", 0.5, 0.25)
+    later = task_state.TaskJournal(context)  # a retry, in another process
+    assert later.job("a") == task_state.RememberedJob("job_a", 0.5, None)
+    assert later.record_cost("a", "job_a", 0.25) is True
+    assert later.record_cost("a", "job_a", 0.25) is False  # collected again: not counted twice
+    assert later.committed_usd() == 0.75
     # The service's dedup answering the same job again changes nothing; a new job under the key is a new commitment.
-    task_state.remember_job(context, "a", "job_a", 0.5)
-    assert task_state.remembered_job(context, "a") == task_state.RememberedJob("job_a", 0.5, 0.25)
-    task_state.remember_job(context, "a", "job_a2", 0.5)
-    assert task_state.remembered_job(context, "a") == task_state.RememberedJob("job_a2", 0.5, None)
-    assert task_state.committed_usd(context) == 1.25
+    later.remember("a", "job_a", 0.5)
+    assert later.job("a") == task_state.RememberedJob("job_a", 0.5, 0.25)
+    later.remember("a", "job_a2", 0.5)
+    assert later.committed_usd() == 1.0
     # A cost recorded for a job nobody remembered (submitted before an upgrade to 3.3) is counted as it comes.
-    assert task_state.record_cost(context, "c", "job_c", 0.25) is True
-    assert task_state.committed_usd(context) == 1.5
+    assert later.record_cost("c", "job_c", 0.25) is True
+    later.flush()
+    assert task_state.TaskJournal(context).committed_usd() == 1.25
 
 
-@pytest.mark.parametrize("job_id", ["", "..", "a/b", 42, None])
-def test_a_stored_job_id_that_is_no_id_is_ignored(job_id: Any) -> None:
+def test_thousands_of_jobs_take_a_few_store_calls_per_wave() -> None:
     store = DictStore()
-    store.set("phota_job:a", {"job_id": job_id, "cost_usd": None} if job_id is not None else {"cost_usd": 1})
-    assert task_state.remembered_job({"task_state_store": store}, "a") is None
+    journal = task_state.TaskJournal({"task_state_store": store})
+    for wave in range(5):  # five waves of 400 jobs
+        for number in range(400):
+            journal.remember(f"key-{wave}-{number}", f"job_{wave}_{number}", 0.1)
+        journal.flush()
+    assert store.calls == 1 + 5 * 3  # the count read once; per wave: the count and two chunks of 200
+    store.calls = 0
+
+    later = task_state.TaskJournal({"task_state_store": store})
+    assert len(later.jobs) == 2000
+    assert store.calls == 1 + 10  # the count, then each chunk once
+    assert later.job("key-4-399") == task_state.RememberedJob("job_4_399", 0.1, None)
 
 
-def test_below_airflow_3_3_every_function_is_a_no_op() -> None:
-    context: dict[str, Any] = {"ti": object()}  # what a context without AIP-103 has: no task_state_store
+@pytest.mark.parametrize("entry", [["", 0.1, None], ["..", 0.1, None], ["a/b", 0.1, None], [42, 0.1, None], "job_a"])
+def test_an_entry_this_task_did_not_write_is_ignored(entry: Any) -> None:
+    store = DictStore()
+    store.set("phota_job_chunks", 1)
+    store.set("phota_jobs:0", {"a": entry, "b": ["job_b", 0.1, None]})
+    journal = task_state.TaskJournal({"task_state_store": store})
+    assert journal.job("a") is None
+    assert journal.job("b") == task_state.RememberedJob("job_b", 0.1, None)
 
-    assert task_state.remember_job(context, "a", "job_a", 1.0) is False
-    assert task_state.remembered_job(context, "a") is None
-    assert task_state.record_cost(context, "a", "job_a", 1.0) is True  # the caller counts what it sees
-    assert task_state.committed_usd(context) is None
+
+def test_below_airflow_3_3_the_journal_remembers_nothing_and_writes_nothing() -> None:
+    journal = task_state.TaskJournal({"ti": object()})  # a context without AIP-103: no task_state_store
+
+    journal.remember("a", "job_a", 1.0)
+    journal.flush()
+    assert journal.job("a") is None
+    assert journal.record_cost("a", "job_a", 1.0) is True  # the caller counts what it sees
+    assert journal.committed_usd() is None

@@ -164,20 +164,20 @@ def test_a_clear_after_success_without_output_path_pays_and_counts_nothing_again
     assert again["job_id"] == first["job_id"]
     assert again["cost_usd"] == first["cost_usd"] == emulator.charges("images")[0].amount_usd
     assert [call for call in stats.calls if call[0] == metrics.COST_USD_MICROS] == counted  # not counted twice
-    committed = json.loads(store.values["phota_committed_usd"])
-    assert committed == pytest.approx(first["cost_usd"])
+    from airflow_provider_phota.task_state import TaskJournal
+
+    assert TaskJournal({"task_state_store": store}).committed_usd() == pytest.approx(first["cost_usd"])
 
 
-def test_the_first_try_reads_nothing_back_from_the_store(emulator: PhotaEmulator) -> None:
-    """A first try has nothing to reconnect to: per job it writes the job id at submit and its cost when done, and
-    reads only the entries it is about to update (no look-up per row before submitting)."""
+def test_a_try_reads_the_store_once_and_writes_it_once_per_wave(emulator: PhotaEmulator) -> None:
+    """One read of the chunk count when the try starts; after the wave that submits, the count and the chunk."""
     store = JsonStore()
     with pytest.raises(AirflowException):
         operator().execute(task_context(store, 1))  # type: ignore[arg-type]
     (job_id,) = emulator.jobs
-    (key,) = [k for k in store.values if k.startswith("phota_job:")]
-    assert json.loads(store.values[key])["job_id"] == job_id
-    assert store.calls == 4  # get + set of the job's entry, get + set of the total
+    (entry,) = json.loads(store.values["phota_jobs:0"]).values()
+    assert entry[0] == job_id
+    assert store.calls == 3
 
 
 def test_a_retry_whose_new_request_would_cross_the_limit_is_refused_before_any_post(
@@ -298,30 +298,3 @@ def test_a_clear_after_the_links_expired_renders_again_once(fast_emulator: Phota
     third = operator(timeout=10).execute(task_context(store, 3))  # type: ignore[arg-type]
     assert len(generate_posts(fast_emulator)) == 2
     assert third["job_id"] == second["job_id"]
-
-
-class FailingEntryStore(JsonStore):
-    """A store whose next write of a job entry fails: a worker killed between the two writes of one record."""
-
-    fail_entry = False
-
-    def set(self, key: str, value: Any) -> None:
-        if self.fail_entry and key.startswith("phota_job:"):
-            self.fail_entry = False
-            raise RuntimeError("worker killed")
-        super().set(key, value)
-
-
-def test_a_crash_between_the_two_writes_never_leaves_the_total_too_low() -> None:
-    from airflow_provider_phota import task_state
-
-    store = FailingEntryStore()
-    context = {"task_state_store": store}
-    task_state.remember_job(context, "a", "job_a", 0.5)
-    store.fail_entry = True
-    with pytest.raises(RuntimeError):
-        task_state.record_cost(context, "a", "job_a", 0.2)  # the total falls: the entry is written first
-    assert task_state.committed_usd(context) == 0.5  # too high until recorded: safe
-    assert task_state.record_cost(context, "a", "job_a", 0.2) is True
-    assert task_state.record_cost(context, "a", "job_a", 0.2) is False
-    assert task_state.committed_usd(context) == pytest.approx(0.2)
