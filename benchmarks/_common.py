@@ -77,6 +77,22 @@ def phota_connection(base_url: str, api_key: str = API_KEY) -> str:
     return json.dumps({"conn_type": "phota", "host": base_url, "password": api_key})
 
 
+def run_bench_dag(name: str, *, reset_db: bool) -> Any:
+    """``dag.test()`` of the DAG ``dag`` in ``benchmarks/dags/<name>.py`` (after ``resetdb`` when asked); the run."""
+    import importlib.util
+
+    if reset_db:
+        from airflow.utils.db import resetdb
+
+        resetdb()
+    spec = importlib.util.spec_from_file_location(name, BENCH_DIR / "dags" / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.dag.test()
+
+
 def ensure_airflow_env() -> None:
     """Benchmarks started on their own (not by the runner) still get a private Airflow home."""
     if "AIRFLOW_HOME" not in os.environ:

@@ -21,13 +21,13 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks._common import (
-    BENCH_DIR,
     Row,
     child_env,
     emulator,
     ensure_airflow_env,
     median_spread,
     phota_connection,
+    run_bench_dag,
     run_child,
     verdict,
     write_rows,
@@ -39,19 +39,7 @@ GOAL = 0.05
 
 
 def child(args: argparse.Namespace) -> None:
-    import importlib.util
-
-    if args.reset_db:
-        from airflow.utils.db import resetdb
-
-        resetdb()
-    path = BENCH_DIR / "dags" / "phota_bench_worker_slot.py"
-    spec = importlib.util.spec_from_file_location("phota_bench_worker_slot", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    run = module.dag.test()
+    run = run_bench_dag("phota_bench_worker_slot", reset_db=args.reset_db)
     phases = [json.loads(line) for line in Path(os.environ["PHOTA_BENCH_TIMINGS"]).read_text().splitlines()]
     Path(args.out).write_text(json.dumps({"state": str(getattr(run, "state", "")), "phases": phases}))
 
