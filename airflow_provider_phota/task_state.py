@@ -84,6 +84,11 @@ class TaskJournal:
         """The job a try submitted with ``idempotency_key``, or ``None`` (none yet, or no store)."""
         return self.jobs.get(idempotency_key)
 
+    def counted(self, idempotency_key: str, job_id: str) -> bool:
+        """Whether a try has recorded the cost of this job."""
+        job = self.jobs.get(idempotency_key)
+        return job is not None and job.job_id == job_id and job.cost_usd is not None
+
     def committed_usd(self) -> float | None:
         """What every try has committed so far (finished jobs at their cost, the others at their worst case; 0.0
         before the first submit), or ``None`` without a store."""
@@ -103,9 +108,9 @@ class TaskJournal:
         there is no store, so the caller counts what it sees), ``False`` when a try had already."""
         if self.store is None:
             return True
-        job = self.jobs.get(idempotency_key)
-        if job is not None and job.job_id == job_id and job.cost_usd is not None:
+        if self.counted(idempotency_key, job_id):
             return False
+        job = self.jobs.get(idempotency_key)
         worst = job.worst_usd if job is not None and job.job_id == job_id else 0.0
         self._set(idempotency_key, RememberedJob(job_id, worst, float(cost_usd)))
         return True

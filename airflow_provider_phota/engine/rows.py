@@ -39,7 +39,6 @@ class Row:
     known_subjects: dict[str, int] = field(default_factory=dict)
     error: dict[str, Any] | None = None  # why the row failed for good; ``cost_usd`` when its last job FAILED
     reattached: bool = False  # its job was an earlier try's
-    counted: bool = False  # its job's cost is in the task state store already: an earlier try counted it
 
     def __post_init__(self) -> None:
         self.key = self.key or self.first_key

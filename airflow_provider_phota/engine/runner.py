@@ -366,7 +366,7 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
         if cost is None:
             priced["cost_basis"] = "nothing charged" if row.status == FAILED else "not finished yet"
         entry = asdict(row)
-        for name in ("number", "first_key", "key", "reattached", "counted", "request"):
+        for name in ("number", "first_key", "key", "reattached", "request"):
             entry.pop(name)
         return {"row": row.number, "request": abbreviated(row.request, self.studio_endpoint()),
                 "client_request_id": row.key, **entry, **priced}  # fmt: skip
@@ -548,7 +548,7 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
         entry = {"job_id": state.job_id, "error_type": failure.error_type, "message": failure.error_message}
         row.failed_jobs.append({**entry, **charged.as_extra()})
         failed_key, row.key = row.key, derived_client_request_id(row.key, state.job_id)
-        row.job_id, row.status, row.counted = None, PENDING, False
+        row.job_id, row.status = None, PENDING
         if self._reconnect(row):  # an earlier try sent this replacement already: nothing new to pay
             return True
         limit = self.cost_limit()
@@ -575,7 +575,7 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
         job = self._journal.job(row.key)
         if job is None:
             return False
-        row.job_id, row.status, row.reattached, row.counted = job.job_id, IN_FLIGHT, True, job.cost_usd is not None
+        row.job_id, row.status, row.reattached = job.job_id, IN_FLIGHT, True
         return True
 
     def _commitment(self, batch: Batch) -> Cost:
@@ -591,7 +591,8 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
 
         open_rows = [row for row in batch.rows if row.status in (PENDING, IN_FLIGHT)]
         paid = total(cost for cost in map(self._row_cost, batch.rows) if cost is not None)
-        to_come = worst([row for row in open_rows if not row.counted])
+        counted = self._journal.counted  # an earlier try counted the row's job: its cost is in ``committed``
+        to_come = worst([row for row in open_rows if not (row.job_id and counted(row.key, row.job_id))])
         committed = self._journal.committed_usd()
         if committed and paid is not None and to_come.usd is not None:
             new_jobs = worst([row for row in open_rows if row.job_id is None])
@@ -613,12 +614,11 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
     def _write_outputs(self, context: Context, row: Row, state: JobState) -> None:
         """Each output of the row, streamed to its file atomically; a file already there (an earlier try wrote it,
         names are unique per job) is not downloaded again. The row's images and cost go to the metrics here, once:
-        a row a later try takes over from the manifest was counted by the try that collected it."""
+        a row a later try takes over from the manifest (or, on 3.3, the journal) was counted by the try that
+        collected it."""
         assert state.result is not None
         urls = state.result.download_urls
         uris = []
-        if self.output_path is None and row.reattached and urls:  # an earlier try's job: are its links still alive?
-            self.hook.client.download(urls[0], lambda chunks: next(iter(chunks), b""))
         if self.output_path is not None:
             for url, target in zip(urls, self._output_names(context, row, state.job_id, len(urls)), strict=True):
                 if not target.exists():
@@ -626,6 +626,8 @@ class PhotaJobsOperator(PhotaHookMixin, BaseOperator):
                     self.log.debug("Wrote %s (%d bytes)", target, size)
                 uris.append(uri_of(target))
         else:
+            if row.reattached and urls:  # an earlier try's job: are its links still alive?
+                self.hook.client.download(urls[0], lambda chunks: next(iter(chunks), b""))
             row.download_urls = list(urls)
         row.status, row.output_uris, row.request_id = SUCCEEDED, uris, state.result.request_id
         row.count, row.known_subjects = state.result.count, dict(state.result.known_subjects)
