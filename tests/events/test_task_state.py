@@ -9,6 +9,7 @@ import pytest
 from airflow_versions import AIRFLOW_VERSION
 from dagrun_support import return_value, run_dag, task_states, try_numbers
 from packaging.version import Version
+from task_state_support import JsonStore
 
 from airflow_provider_phota import task_state
 
@@ -27,25 +28,8 @@ def test_a_retry_reads_the_job_and_the_spend_the_first_try_stored(airflow_db: No
     }
 
 
-class DictStore:
-    """The synchronous half of ``TaskStateStoreAccessor``, its calls counted."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
-        self.calls = 0
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self.calls += 1
-        return self.values.get(key, default)
-
-    def set(self, key: str, value: Any) -> None:
-        assert value is not None
-        self.calls += 1
-        self.values[key] = value
-
-
 def test_a_job_commits_its_worst_case_then_its_cost_once_across_processes() -> None:
-    context = {"task_state_store": DictStore()}
+    context = {"task_state_store": JsonStore()}
     journal = task_state.TaskJournal(context)
     assert journal.committed_usd() == 0.0
     journal.remember("a", "job_a", 0.5)
@@ -70,7 +54,7 @@ def test_a_job_commits_its_worst_case_then_its_cost_once_across_processes() -> N
 
 
 def test_thousands_of_jobs_take_a_few_store_calls_per_wave() -> None:
-    store = DictStore()
+    store = JsonStore()
     journal = task_state.TaskJournal({"task_state_store": store})
     for wave in range(5):  # five waves of 400 jobs
         for number in range(400):
@@ -87,7 +71,7 @@ def test_thousands_of_jobs_take_a_few_store_calls_per_wave() -> None:
 
 @pytest.mark.parametrize("entry", [["", 0.1, None], ["..", 0.1, None], ["a/b", 0.1, None], [42, 0.1, None], "job_a"])
 def test_an_entry_this_task_did_not_write_is_ignored(entry: Any) -> None:
-    store = DictStore()
+    store = JsonStore()
     store.set("phota_job_chunks", 1)
     store.set("phota_jobs:0", {"a": entry, "b": ["job_b", 0.1, None]})
     journal = task_state.TaskJournal({"task_state_store": store})

@@ -19,6 +19,7 @@ import requests
 from airflow_versions import AIRFLOW_VERSION
 from dagrun_support import return_value, run_dag, task_states, try_numbers
 from packaging.version import Version
+from task_state_support import JsonStore
 
 from airflow_provider_phota import _compat, metrics
 from airflow_provider_phota._compat import AirflowException, AirflowFailException
@@ -108,23 +109,6 @@ def test_a_limit_one_try_fits_but_two_would_cross_stops_the_second(emulator: Pho
 
 
 # --- the engine with a store, on every Airflow -------------------------------------------------------------------
-
-
-class JsonStore:
-    """Airflow 3.3's ``TaskStateStoreAccessor`` as the engine sees it: JSON values by key, ``None`` refused."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, str] = {}
-        self.calls = 0
-
-    def get(self, key: str, default: Any = None) -> Any:
-        self.calls += 1
-        return json.loads(self.values[key]) if key in self.values else default
-
-    def set(self, key: str, value: Any) -> None:
-        assert value is not None
-        self.calls += 1
-        self.values[key] = json.dumps(value)
 
 
 def task_context(store: JsonStore, try_number: int) -> dict[str, Any]:
